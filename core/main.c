@@ -1,0 +1,42 @@
+/*
+ * snarm - train and evaluate Self-Navigated Residual Mamba anomaly detectors.
+ * main() only finds the subcommand and hands it the arguments.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct cli_command commands[] = {
+    {"version", "print the version and the build's features", cmd_version},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: snarm <command> [options]\n\n"
+                 "SNARM (Self-Navigated Residual Mamba) industrial anomaly detection.\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < SN_ARRAY_LEN(commands); i++)
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nEvery command answers --help. Exit status: 0 success, "
+                 "1 bad input or configuration, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EUSAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(name, "--version")) name = "version";
+    for (size_t i = 0; i < SN_ARRAY_LEN(commands); i++)
+        if (!strcmp(commands[i].name, name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "snarm: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return CLI_EUSAGE;
+}

@@ -1,0 +1,1 @@
+# Core utilities: configuration, logging, RNG, allocation.
