@@ -34,6 +34,7 @@ int cli_set_log(const char *cmd, const char *level);
 
 /* The subcommands. */
 int cmd_version(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);

@@ -9,6 +9,7 @@
 
 static const struct cli_command commands[] = {
     {"version", "print the version and the build's features", cmd_version},
+    {"bench", "benchmarks against peers measured in the same run", cmd_bench},
 };
 
 static void usage(FILE *out)
