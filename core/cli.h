@@ -32,11 +32,17 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double *ou
 /* Common: "--log LEVEL" handling, returns 0 or a usage status. */
 int cli_set_log(const char *cmd, const char *level);
 
+/* Apply "section.key=value" overrides (the --set options), then validate. */
+struct sn_config;
+int cli_apply_sets(struct sn_config *cfg, int n, char **sets);
+
 /* The subcommands. */
 int cmd_version(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+int cmd_render(int argc, char **argv);
 
 #endif

@@ -10,6 +10,11 @@
 static const struct cli_command commands[] = {
     {"version", "print the version and the build's features", cmd_version},
     {"bench", "benchmarks against peers measured in the same run", cmd_bench},
+    {"config", "print the fully resolved configuration of a YAML file", cmd_config},
+    {"datasets", "list a dataset root's classes and split counts", cmd_datasets},
+    {"demo-data", "write the built-in generated demo dataset", cmd_demo_data},
+    {"metrics", "P-AP, PRO, P-AUROC, I-AUROC tables from maps files", cmd_metrics},
+    {"render", "pictures of stored anomaly maps with an index page", cmd_render},
 };
 
 static void usage(FILE *out)

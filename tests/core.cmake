@@ -1,1 +1,4 @@
-# Core utilities: configuration, logging, RNG, allocation.
+# Core utilities: configuration, logging, RNG, allocation, the CLI.
+snarm_c_test(NAME test_config SOURCES test_config.c testutil.c LABELS unit)
+snarm_c_test(NAME test_common SOURCES test_common.c testutil.c LABELS unit)
+snarm_sh_test(NAME test_cli SCRIPT test_cli.sh LABELS unit)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# snarm's two entry points on a fresh Debian 12 machine (as root, or with sudo):
+#
+#   ./run.sh main   install what is missing, build, and run the main job on the
+#                   built-in generated data (results in results/DEMO.md)
+#   ./run.sh test   install what is missing, build, and run the whole test suite
+#
+# Environment: SNARM_BUILD (build folder, default build), SNARM_JOBS (parallel
+# compile jobs, default nproc), SNARM_NO_INSTALL=1 (skip the package step).
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$PWD
+build=${SNARM_BUILD:-$root/build}
+jobs=${SNARM_JOBS:-$(nproc)}
+
+# Debian packages: build tools and libraries, then what the tests use
+# (PyTorch and scikit-learn references, a local Slurm cluster).
+build_pkgs="build-essential cmake pkg-config libopenblas-dev libhdf5-openmpi-dev
+ hdf5-tools libopenmpi-dev openmpi-bin libyaml-dev libpng-dev libjpeg-dev
+ libjansson-dev"
+test_pkgs="python3 python3-torch python3-sklearn python3-h5py python3-numpy
+ python3-pil python3-scipy slurm-wlm munge libpmix-dev"
+
+install() {
+    [ "${SNARM_NO_INSTALL:-0}" = 1 ] && return 0
+    local missing=""
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+            missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    echo "run.sh: installing$missing"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
+        $missing
+}
+
+compile() {
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
+    cmake --build "$build" -j "$jobs"
+}
+
+main_job() {
+    local data=$root/demo/data
+    "$build/snarm" demo-data "$data"
+    "$build/snarm" run "$root/experiments/demo.yaml"
+}
+
+test_suite() {
+    cd "$build"
+    OMP_NUM_THREADS=2 ctest --output-on-failure --timeout 1200 -j 1
+}
+
+case "${1:-}" in
+main)
+    install $build_pkgs
+    compile
+    main_job
+    ;;
+test)
+    install $build_pkgs $test_pkgs
+    compile
+    test_suite
+    ;;
+*)
+    echo "usage: ./run.sh main | test" >&2
+    exit 2
+    ;;
+esac

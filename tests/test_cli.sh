@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The command-line contract: every subcommand answers --help with status 0;
+# usage errors exit 2, user errors (bad configuration) exit 1 with one message
+# naming the file, line and key.
+set -u
+bin=${SNARM_BIN:?}
+pass=0 fail=0
+expect() { # expect STATUS DESCRIPTION -- command...
+    local want=$1 what=$2; shift 3
+    "$@" >/tmp/snarm-cli.$$ 2>&1; local got=$?
+    if [ "$got" = "$want" ]; then pass=$((pass+1)); else
+        fail=$((fail+1)); echo "FAIL: $what: status $got, want $want"; cat /tmp/snarm-cli.$$; fi
+}
+expect_text() { # expect_text TEXT DESCRIPTION -- command...
+    local want=$1 what=$2; shift 3
+    "$@" >/tmp/snarm-cli.$$ 2>&1
+    if grep -qF -- "$want" /tmp/snarm-cli.$$; then pass=$((pass+1)); else
+        fail=$((fail+1)); echo "FAIL: $what: output lacks '$want'"; cat /tmp/snarm-cli.$$; fi
+}
+
+expect 0 "top-level help" -- "$bin" --help
+expect 2 "no arguments" -- "$bin"
+expect 2 "unknown command" -- "$bin" frobnicate
+expect 0 "version" -- "$bin" version
+expect_text "snarm " "version text" -- "$bin" version
+
+cmds=$("$bin" --help | awk '/^commands:/{on=1; next} on && /^  [a-z]/ {print $1}')
+[ -n "$cmds" ] || { echo "FAIL: no commands listed"; fail=$((fail+1)); }
+for c in $cmds; do
+    expect 0 "$c --help" -- "$bin" "$c" --help
+    expect_text "usage: snarm $c" "$c --help text" -- "$bin" "$c" --help
+done
+
+d=$(mktemp -d)
+printf 'train:\n  steps: 10\n  lrr: 1\n' >"$d/bad.yaml"
+expect 1 "unknown key" -- "$bin" config "$d/bad.yaml"
+expect_text "$d/bad.yaml:3: unknown key 'train.lrr'" "unknown key message" -- \
+    "$bin" config "$d/bad.yaml"
+printf 'train:\n  steps: ten\n' >"$d/bad2.yaml"
+expect_text "bad2.yaml:2: train.steps expects an integer" "wrong type message" -- \
+    "$bin" config "$d/bad2.yaml"
+expect 1 "missing file" -- "$bin" config "$d/none.yaml"
+expect 2 "bad option" -- "$bin" config --frob
+expect 0 "config set" -- "$bin" config --set train.steps=5
+expect_text "  steps: 5" "config set applied" -- "$bin" config --set train.steps=5
+expect 1 "config set bad key" -- "$bin" config --set train.nope=5
+rm -rf "$d" /tmp/snarm-cli.$$
+echo "test_cli: $pass passed, $fail failed"
+[ "$fail" = 0 ]
