@@ -12,6 +12,8 @@ cd "$(dirname "$0")"
 root=$PWD
 build=${SNARM_BUILD:-$root/build}
 jobs=${SNARM_JOBS:-$(nproc)}
+# OpenMP threads that spin while idle fight the BLAS threads for the cores.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 # Debian packages: build tools and libraries, then what the tests use
 # (PyTorch and scikit-learn references, a local Slurm cluster).
@@ -50,7 +52,7 @@ main_job() {
 
 test_suite() {
     cd "$build"
-    OMP_NUM_THREADS=2 ctest --output-on-failure --timeout 1200 -j 1
+    OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure --timeout 1200 -j 1
 }
 
 case "${1:-}" in
