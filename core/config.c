@@ -64,7 +64,7 @@ static const struct key_desc keys[] = {
     /* backbone */
     {"backbone", "arch", K_ENUM, OFF(backbone.arch), 0, 0, "dinov2_vitb14_reg",
      "dinov2_vits14_reg|dinov2_vitb14_reg|dinov2_vitl14_reg|dinov2_vitg14_reg|"
-     "dinov2_vitb14|vit_tiny_patch16|resnet18",
+     "dinov2_vits14|dinov2_vitb14|dinov2_vitl14|dinov2_vitg14|vit_tiny_patch16|resnet18",
      "frozen feature extractor"},
     {"backbone", "weights", K_STR, OFF(backbone.weights), 0, 0, "", NULL,
      "safetensors file of the backbone"},
