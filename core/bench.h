@@ -24,5 +24,11 @@ double bench_median(double *v, int n);
 
 /* The benchmarks. argv[0] is the benchmark's name. */
 int bench_sgemm(int argc, char **argv);
+int bench_knn(int argc, char **argv);
+int bench_coreset(int argc, char **argv);
+int bench_metrics(int argc, char **argv);
+int bench_vit(int argc, char **argv);
+int bench_layers(int argc, char **argv);
+int bench_train(int argc, char **argv);
 
 #endif

@@ -44,5 +44,7 @@ int cmd_datasets(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_render(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

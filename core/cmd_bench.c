@@ -16,6 +16,12 @@ struct bench_entry {
 
 static const struct bench_entry benches[] = {
     {"sgemm", "this machine's single-precision GEMM rate", bench_sgemm},
+    {"knn", "top-3 kNN of one image vs the bare GEMM, faiss and torch", bench_knn},
+    {"coreset", "greedy k-centre coreset vs PatchCore's loop and torch", bench_coreset},
+    {"metrics", "all four metrics on 83 maps of 392 x 392", bench_metrics},
+    {"vit", "ViT-B/14-reg at 392 x 392, blocks 0-8, against PyTorch", bench_vit},
+    {"layers", "the decoder head's dilated conv3x3, against PyTorch", bench_layers},
+    {"train", "one decoder training step at the defaults, against PyTorch", bench_train},
 };
 
 double bench_median(double *v, int n)

@@ -122,6 +122,8 @@ static const struct key_desc keys[] = {
      "one scale branch per dilation rate"},
     {"decoder", "scans", K_INT, OFF(decoder.scans), 1, 4, "4", NULL,
      "scan directions per branch"},
+    {"decoder", "multiview", K_BOOL, OFF(decoder.multiview), 0, 1, "true", NULL,
+     "the multi-view decoder (off: one branch, one scan, one head)"},
 
     /* train */
     {"train", "steps", K_LONG, OFF(train.steps), 0, BIG, "40000", NULL,
@@ -132,6 +134,8 @@ static const struct key_desc keys[] = {
      "AdamW weight decay"},
     {"train", "cycle", K_INT, OFF(train.cycle), 1, 1000000, "100", NULL,
      "K: steps before switching the active branch"},
+    {"train", "cyclic", K_BOOL, OFF(train.cyclic), 0, 1, "true", NULL,
+     "one active branch at a time (off: all branches every step)"},
     {"train", "jitter", K_DOUBLE, OFF(train.jitter), 0, 1e6, "30", NULL,
      "lambda of the feature jitter"},
     {"train", "nav_alpha", K_DOUBLE, OFF(train.nav_alpha), 0, 1, "0.5", NULL,
@@ -437,6 +441,27 @@ static int load_key(struct yctx *y, const struct key_desc *k, yaml_node_t *v)
     return SN_OK;
 }
 
+/* A "switches" grid value sets several keys at once: "key=value; key=value"
+ * (the rows of an ablation table, which are not a Cartesian product). */
+static int switches_check(struct sn_config *c, const char *text, const char *where)
+{
+    char buf[CFG_ITEM];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+        while (*tok == ' ') tok++;
+        if (!*tok) continue;
+        char *eq = strchr(tok, '=');
+        if (!eq) return sn_error("%s: switches item '%s' is not key=value", where, tok);
+        *eq = 0;
+        char *t = eq;
+        while (t > tok && t[-1] == ' ') *--t = 0;
+        const struct key_desc *k;
+        if (key_lookup(tok, &k, where) || set_text(c, k, eq + 1, where)) return SN_EUSER;
+    }
+    return SN_OK;
+}
+
 /* A grid value as text: a scalar, or a flat list written as "[a, b]". */
 static int config_grid_value_text(yaml_document_t *doc, yaml_node_t *n, char *out,
                                   size_t cap)
@@ -473,9 +498,9 @@ static int load_grid(struct yctx *y, yaml_node_t *g)
         yaml_node_t *kn = yaml_document_get_node(y->doc, p->key);
         yaml_node_t *vn = yaml_document_get_node(y->doc, p->value);
         const char *key = (const char *)kn->data.scalar.value;
-        const struct key_desc *k;
+        const struct key_desc *k = NULL;
         where_at(y, kn, where, sizeof where);
-        if (key_lookup(key, &k, where)) return SN_EUSER;
+        if (strcmp(key, "switches") && key_lookup(key, &k, where)) return SN_EUSER;
         if (y->c->sweep.n_axes == (int)SN_ARRAY_LEN(y->c->sweep.axes))
             return sn_error("%s: sweep.grid has more than %zu axes", where,
                             SN_ARRAY_LEN(y->c->sweep.axes));
@@ -497,7 +522,7 @@ static int load_grid(struct yctx *y, yaml_node_t *g)
             /* Check the value now, on a scratch copy, so errors name the line. */
             struct sn_config *tmp = sn_malloc(sizeof *tmp);
             *tmp = *y->c;
-            int rc = set_text(tmp, k, dst, where);
+            int rc = k ? set_text(tmp, k, dst, where) : switches_check(tmp, dst, where);
             sn_free(tmp);
             if (rc) return rc;
         }

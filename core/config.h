@@ -99,6 +99,7 @@ struct sn_config {
         double dropout;
         struct cfg_intlist dilations; /* one branch each: 3 6 12 24 */
         int scans;                    /* 4 directions */
+        int multiview;                /* off: one branch, one scan, one head */
     } decoder;
 
     struct {
@@ -107,6 +108,7 @@ struct sn_config {
         double lr;
         double weight_decay;
         int cycle; /* K: steps per active branch */
+        int cyclic; /* off: every branch trains at every step */
         double jitter;
         double nav_alpha, nav_gamma;
         double head_alpha, head_gamma;

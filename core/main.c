@@ -15,6 +15,8 @@ static const struct cli_command commands[] = {
     {"demo-data", "write the built-in generated demo dataset", cmd_demo_data},
     {"metrics", "P-AP, PRO, P-AUROC, I-AUROC tables from maps files", cmd_metrics},
     {"render", "pictures of stored anomaly maps with an index page", cmd_render},
+    {"run", "run a sweep of units (under mpirun or srun for many ranks)", cmd_run},
+    {"classify", "top-5 ImageNet classes of images with a ViT classifier", cmd_classify},
 };
 
 static void usage(FILE *out)
