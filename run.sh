@@ -45,7 +45,7 @@ compile() {
 }
 
 main_job() {
-    local data=$root/demo/data
+    local data=$root/demo/snarm_demo
     "$build/snarm" demo-data "$data"
     "$build/snarm" run "$root/experiments/demo.yaml"
 }

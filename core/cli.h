@@ -40,6 +40,7 @@ int cli_apply_sets(struct sn_config *cfg, int n, char **sets);
 int cmd_version(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);

@@ -235,11 +235,24 @@ static int run_units(const struct run_args *a, const struct sn_config *cfg,
     return SN_OK;
 }
 
+/* Say first, before anything else, when the backbone is not pretrained. */
+static void weights_notice(const struct sn_config *cfg)
+{
+    const char *w = cfg->backbone.weights;
+    if (sn_file_exists(w) || strcmp(cfg->backbone.weights_missing, "random")) return;
+    printf("NOTE: backbone weights %s not found. This run uses a seeded RANDOM\n"
+           "NOTE: initialisation of %s (seed %ld); every output and table is labelled\n"
+           "NOTE: 'RANDOM INIT'. Its numbers test the machinery, not the method.\n",
+           *w ? w : "(none given)", cfg->backbone.arch, cfg->run.seed);
+    fflush(stdout);
+}
+
 static int run_main(const struct run_args *a, int rank)
 {
     /* the resolved experiment, printed and stored by rank 0 */
     static struct sn_config cfg;
     int st = agree(config_setup(a, &cfg));
+    if (st == SN_OK && rank == 0) weights_notice(&cfg);
     if (st == SN_OK && rank == 0) config_print(&cfg, stdout);
     fflush(stdout);
     if (st == SN_OK && rank == 0 && !a->dry_run && !a->collect_only) {

@@ -85,6 +85,7 @@ static void fmt_duration(char *out, size_t cap, double s)
 
 static void progress_print(struct log_progress *p, double now)
 {
+    p->printed = p->done;
     double el = now - p->start;
     double rate = el > 0 ? (double)p->done / el : 0;
     char eta[32], took[32];
@@ -104,6 +105,7 @@ void log_progress_begin(struct log_progress *p, const char *what, const char *un
     p->done = 0;
     p->start = p->last = sn_now();
     p->interval = 10.0;
+    p->printed = -1;
     const char *e = getenv("SNARM_PROGRESS_SECONDS");
     if (e) p->interval = atof(e);
 }
@@ -120,5 +122,5 @@ void log_progress_step(struct log_progress *p, long n)
 
 void log_progress_end(struct log_progress *p)
 {
-    if (sn_rank() == 0) progress_print(p, sn_now());
+    if (sn_rank() == 0 && p->printed != p->done) progress_print(p, sn_now());
 }

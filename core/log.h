@@ -49,6 +49,7 @@ struct log_progress {
     double start;
     double last;
     double interval;
+    long printed; /* done at the last printed line */
 };
 
 void log_progress_begin(struct log_progress *p, const char *what, const char *unit,

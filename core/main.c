@@ -17,6 +17,7 @@ static const struct cli_command commands[] = {
     {"render", "pictures of stored anomaly maps with an index page", cmd_render},
     {"run", "run a sweep of units (under mpirun or srun for many ranks)", cmd_run},
     {"classify", "top-5 ImageNet classes of images with a ViT classifier", cmd_classify},
+    {"report", "one Markdown page of a run's metrics and stage times", cmd_report},
 };
 
 static void usage(FILE *out)
