@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "maps.h"
 
+#include "h5util.h"
+
 #include <hdf5.h>
 #include <math.h>
 #include <string.h>
@@ -105,7 +107,7 @@ static hid_t dataset_create(hid_t file, const char *name, hid_t type, int rank,
                             const hsize_t *dims, int shuffle)
 {
     hid_t sp = H5Screate_simple(rank, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t dcpl = h5_dcpl_untimed();
     hsize_t chunk[4] = {1, dims[1], dims[2], rank > 3 ? dims[3] : 1};
     MAPS_H5(H5Pset_chunk(dcpl, rank, chunk));
     /* Masks and crops are mostly runs of equal bytes and compress well;
@@ -117,14 +119,6 @@ static hid_t dataset_create(hid_t file, const char *name, hid_t type, int rank,
     H5Pclose(dcpl);
     H5Sclose(sp);
     return d;
-}
-
-static void utc_now(char *out, size_t cap)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static int writer_check_args(const char *path, int N, int H, int W, const char *dtype)
@@ -174,13 +168,11 @@ int maps_writer_open(const char *path, int N, int H, int W, const char *dtype,
     w->path_of = sn_calloc((size_t)N, sizeof(char *));
     w->mask01 = sn_malloc((size_t)H * W);
 
-    /* Root attributes every file carries. */
-    char now[40];
-    utc_now(now, sizeof now);
+    /* Root attributes every file carries. No creation time: the same run
+     * must give the same bytes whenever it is made. */
     hid_t root = w->file;
     attr_write(root, "maps_dtype", half ? "float16" : "float32");
     attr_write(root, "version", sn_version());
-    attr_write(root, "created", now);
     if (attrs_yaml) attr_write(root, "config", attrs_yaml);
     *out = w;
     return SN_OK;
@@ -244,10 +236,12 @@ static void vector_write(hid_t file, const char *name, hid_t ftype, hid_t mtype,
 {
     hsize_t n = (hsize_t)N;
     hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t d = H5Dcreate2(file, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = h5_dcpl_untimed();
+    hid_t d = H5Dcreate2(file, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     MAPS_H5(d);
     MAPS_H5(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf));
     H5Dclose(d);
+    H5Pclose(dcpl);
     H5Sclose(sp);
 }
 

@@ -18,7 +18,9 @@
  *   /images  (N, H, W, 3) uint8, optional: the pre-processed RGB input crops,
  *            used by `snarm render`.
  *   root attributes (strings): config (the fully resolved YAML), method,
- *            setting, dataset, backbone, version, created (UTC, ISO 8601),
+ *            setting, dataset, backbone, version, created (optional, for
+ *            files from other tools; snarm writes none, so that a run
+ *            gives the same bytes whenever it is made),
  *            maps_dtype. Only maps_dtype matters to the reader; the others
  *            label tables and pictures and are optional for foreign files.
  *
@@ -45,8 +47,8 @@ struct maps_writer;
 /*
  * Create the temporary file for N images of H x W. dtype is "float32" or
  * "float16" (NULL means float32); with_images adds /images. attrs_yaml, if not
- * NULL, is stored as the root attribute "config"; maps_dtype, version and
- * created are set here too. Every index 0..N-1 must be put (at least once;
+ * NULL, is stored as the root attribute "config"; maps_dtype and version are
+ * set here too. Every index 0..N-1 must be put (at least once;
  * a later put of the same index replaces it) before maps_writer_finish().
  */
 int maps_writer_open(const char *path, int N, int H, int W, const char *dtype,

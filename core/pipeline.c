@@ -16,6 +16,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/synth.h"
+#include "h5util.h"
 #include "log.h"
 #include "rng.h"
 #include "store.h"
@@ -287,8 +288,9 @@ static int masks_save(const char *path, const uint8_t *masks, int n, int side)
     if (f < 0) return sn_error("cannot create %s", tmp);
     hsize_t dims[3] = {(hsize_t)n, (hsize_t)side, (hsize_t)side};
     hid_t sp = H5Screate_simple(3, dims, NULL);
-    hid_t ds = H5Dcreate2(f, "masks", H5T_NATIVE_UINT8, sp, H5P_DEFAULT, H5P_DEFAULT,
-                          H5P_DEFAULT);
+    hid_t dcpl = h5_dcpl_untimed();
+    hid_t ds = H5Dcreate2(f, "masks", H5T_NATIVE_UINT8, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
     herr_t st = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL,
                                        H5P_DEFAULT, masks);
     if (ds >= 0) H5Dclose(ds);

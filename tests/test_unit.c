@@ -98,7 +98,7 @@ int main(int argc, char **argv)
     static struct sn_config cfg;
     config_defaults(&cfg);
     TU_CHECK(config_load_string(&cfg, toy_yaml, "toy.yaml") == SN_OK);
-    snprintf(cfg.data.roots.v[0], CFG_ITEM, "%s", data);
+    snprintf(cfg.data.roots.v[0], CFG_ITEM, "%.200s", data);
     cfg.data.roots.n = 1;
 
     struct ds_dataset ds;
