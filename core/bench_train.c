@@ -30,36 +30,55 @@ struct bench_train_opts {
 
 static void bench_train_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: snarm bench train [--batch N] [--grid G] [--dim D] [--embed E]\n"
-            "                         [--out S] [--branches K] [--no-torch]\n\n"
-            "One decoder training step, C against the PyTorch reference, mean over\n"
-            "K branches (default: all 4) after a warm-up step. Defaults: batch 8,\n"
-            "grid 49, d 512, e 128, output 392.\n");
+    fprintf(out, "usage: snarm bench train [--batch N] [--grid G] [--dim D] [--embed E]\n"
+                 "                         [--out S] [--branches K] [--no-torch]\n\n"
+                 "One decoder training step, C against the PyTorch reference, mean over\n"
+                 "K branches (default: all 4) after a warm-up step. Defaults: batch 8,\n"
+                 "grid 49, d 512, e 128, output 392.\n");
 }
 
 static int bench_train_args(int argc, char **argv, struct bench_train_opts *o)
 {
-    static const struct option longs[] = {
-        {"batch", required_argument, 0, 'b'}, {"grid", required_argument, 0, 'g'},
-        {"dim", required_argument, 0, 'd'},   {"embed", required_argument, 0, 'e'},
-        {"out", required_argument, 0, 'o'},   {"branches", required_argument, 0, 'k'},
-        {"no-torch", no_argument, 0, 'n'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longs[] = {{"batch", required_argument, 0, 'b'},
+                                          {"grid", required_argument, 0, 'g'},
+                                          {"dim", required_argument, 0, 'd'},
+                                          {"embed", required_argument, 0, 'e'},
+                                          {"out", required_argument, 0, 'o'},
+                                          {"branches", required_argument, 0, 'k'},
+                                          {"no-torch", no_argument, 0, 'n'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
     *o = (struct bench_train_opts){8, 49, 512, 128, 392, 4, 1};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
-        case 'b': o->batch = atoi(optarg); break;
-        case 'g': o->grid = atoi(optarg); break;
-        case 'd': o->dim = atoi(optarg); break;
-        case 'e': o->embed = atoi(optarg); break;
-        case 'o': o->out = atoi(optarg); break;
-        case 'k': o->branches = atoi(optarg); break;
-        case 'n': o->torch = 0; break;
-        case 'h': bench_train_usage(stdout); return -1;
-        default: return cli_usage("bench train", "unknown option");
+        case 'b':
+            o->batch = atoi(optarg);
+            break;
+        case 'g':
+            o->grid = atoi(optarg);
+            break;
+        case 'd':
+            o->dim = atoi(optarg);
+            break;
+        case 'e':
+            o->embed = atoi(optarg);
+            break;
+        case 'o':
+            o->out = atoi(optarg);
+            break;
+        case 'k':
+            o->branches = atoi(optarg);
+            break;
+        case 'n':
+            o->torch = 0;
+            break;
+        case 'h':
+            bench_train_usage(stdout);
+            return -1;
+        default:
+            return cli_usage("bench train", "unknown option");
         }
     }
     if (o->batch < 1 || o->grid < 2 || o->dim < 2 || o->embed < 1 || o->out < 16 ||
@@ -92,14 +111,17 @@ static void bench_train_inputs(struct train_arrays *a, int n, int grid, int d, i
 {
     struct rng_state rng;
     const long M = (long)grid * grid, fd = M * d;
-    float *f = sn_aligned(sizeof(float) * fd * n), *R = sn_aligned(sizeof(float) * fd * n);
+    float *f = sn_aligned(sizeof(float) * fd * n),
+          *R = sn_aligned(sizeof(float) * fd * n);
     uint8_t *mask = sn_calloc((size_t)n * out * out, 1);
     rng_seed(&rng, 1, rng_hash_str("bench.train"));
     train_normals(&rng, f, fd * n);
-    for (long i = 0; i < fd * n; i++) R[i] = 0.3f * (float)rng_uniform(&rng);
+    for (long i = 0; i < fd * n; i++)
+        R[i] = 0.3f * (float)rng_uniform(&rng);
     for (int k = 0; k < n; k++) {
         for (long i = M / 3; i < M / 3 + grid / 4; i++)
-            for (int c = 0; c < d; c++) R[k * fd + i * d + c] += 1.0f;
+            for (int c = 0; c < d; c++)
+                R[k * fd + i * d + c] += 1.0f;
         for (int y = out / 3; y < out / 3 + out / 8; y++)
             memset(mask + (size_t)k * out * out + (size_t)y * out, 1, (size_t)out / 4);
     }
@@ -155,6 +177,10 @@ int bench_train(int argc, char **argv)
     }
     double ms = 1e3 * total / o.branches;
     bench_train_profile(&t, total / o.branches, o.branches);
+    if (!getenv("OMP_WAIT_POLICY"))
+        printf("note: OMP_WAIT_POLICY is unset; where other jobs share the cores, "
+               "'passive' keeps libgomp's idle workers from spinning against "
+               "OpenBLAS's threads\n");
     trainer_free(&t);
     sn_free((void *)a.f);
     sn_free((void *)a.R);

@@ -6,6 +6,7 @@
 #include "decoder.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,7 +47,8 @@ int decoder_dims_from_config(struct decoder_dims *dd, const struct sn_config *cf
     if (dd->scans < 1 || dd->scans > DECODER_MAX_SCANS)
         return sn_error("%s: decoder.scans = %d (1 to %d allowed)", cfg->source,
                         dd->scans, DECODER_MAX_SCANS);
-    for (int b = 0; b < dd->branches; b++) dd->dil[b] = cfg->decoder.dilations.v[b];
+    for (int b = 0; b < dd->branches; b++)
+        dd->dil[b] = cfg->decoder.dilations.v[b];
 
     /* The self references: every cell needs a partner for intra matching. */
     dd->n_self = residual_self_ref_count(dd->M, dd->p_percent);
@@ -89,7 +91,8 @@ static long walk_record(struct walk *wk, const char *name, long off, int ndim,
                         const int *shape)
 {
     long count = 1;
-    for (int i = 0; i < ndim; i++) count *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        count *= shape[i];
     if (wk->table) {
         struct decoder_tensor *t = &wk->table[wk->n];
         SN_ASSERT(strlen(name) < DECODER_NAME);
@@ -97,7 +100,8 @@ static long walk_record(struct walk *wk, const char *name, long off, int ndim,
         t->offset = off;
         t->count = count;
         t->ndim = ndim;
-        for (int i = 0; i < 4; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+        for (int i = 0; i < 4; i++)
+            t->shape[i] = i < ndim ? shape[i] : 1;
         t->branch = wk->branch;
     }
     wk->n++;
@@ -114,8 +118,8 @@ static void name_join(char *out, const char *a, const char *b)
 }
 
 /* An aligned tensor; *ptr points at it once the base exists. */
-static void walk_tensor(struct walk *wk, float **ptr, const char *name, int ndim,
-                        int s0, int s1, int s2, int s3)
+static void walk_tensor(struct walk *wk, float **ptr, const char *name, int ndim, int s0,
+                        int s1, int s2, int s3)
 {
     int shape[4] = {s0, s1, s2, s3};
     long off = align_up(wk->off);
@@ -128,10 +132,11 @@ static void walk_mixer(struct walk *wk, struct mamba_params *p, const char *pre,
                        const struct mamba_dims *m)
 {
     const char *names[9] = {"in_w", "conv_w", "conv_b", "xproj_w", "dt_w",
-                            "dt_b", "A_log", "D", "out_w"};
-    const int shapes[9][2] = {{2 * m->E, m->e}, {m->E, m->k}, {m->E, 1},
-                              {m->r + 2 * m->n, m->E}, {m->E, m->r}, {m->E, 1},
-                              {m->E, m->n}, {m->E, 1}, {m->e, m->E}};
+                            "dt_b", "A_log",  "D",      "out_w"};
+    const int shapes[9][2] = {
+        {2 * m->E, m->e}, {m->E, m->k}, {m->E, 1},    {m->r + 2 * m->n, m->E},
+        {m->E, m->r},     {m->E, 1},    {m->E, m->n}, {m->E, 1},
+        {m->e, m->E}};
     const int ndims[9] = {2, 2, 1, 2, 2, 1, 2, 1, 2};
     long start = align_up(wk->off), off = start;
     char name[DECODER_NAME];
@@ -145,12 +150,11 @@ static void walk_mixer(struct walk *wk, struct mamba_params *p, const char *pre,
     wk->off = off;
 }
 
-static void walk_head(struct walk *wk, struct decoder_head_w *h, const char *pre,
-                      int e)
+static void walk_head(struct walk *wk, struct decoder_head_w *h, const char *pre, int e)
 {
     char n[DECODER_NAME];
-#define HEAD_T(field, suffix, nd, a, b, c, d)                                   \
-    name_join(n, pre, suffix);                                                  \
+#define HEAD_T(field, suffix, nd, a, b, c, d)                                            \
+    name_join(n, pre, suffix);                                                           \
     walk_tensor(wk, &h->field, n, nd, a, b, c, d)
     HEAD_T(conv_w, "conv.w", 4, e, e, 3, 3);
     HEAD_T(conv_b, "conv.b", 1, e, 1, 1, 1);
@@ -266,7 +270,8 @@ int decoder_init(struct decoder *dec, const struct decoder_dims *dims)
     walk_buffers(&wk, dec);
     for (int b = 0; b < dims->branches; b++)
         for (int s = 0; s < dims->scans; s++)
-            for (int c = 0; c < dims->e; c++) dec->bn_var[b][s][c] = 1.0f;
+            for (int c = 0; c < dims->e; c++)
+                dec->bn_var[b][s][c] = 1.0f;
     return SN_OK;
 }
 
@@ -275,12 +280,14 @@ int decoder_init(struct decoder *dec, const struct decoder_dims *dims)
 
 static void fill_uniform(float *p, long n, double bound, struct rng_state *rng)
 {
-    for (long i = 0; i < n; i++) p[i] = (float)((2.0 * rng_uniform(rng) - 1.0) * bound);
+    for (long i = 0; i < n; i++)
+        p[i] = (float)((2.0 * rng_uniform(rng) - 1.0) * bound);
 }
 
 static void fill_const(float *p, long n, float v)
 {
-    for (long i = 0; i < n; i++) p[i] = v;
+    for (long i = 0; i < n; i++)
+        p[i] = v;
 }
 
 static void init_branch(struct decoder_branch_w *br, const struct decoder_dims *dd,
@@ -319,7 +326,8 @@ void decoder_params_init(struct decoder *dec, struct rng_state *rng)
     memset(dec->params, 0, sizeof(float) * (size_t)dec->n_params);
     fill_uniform(dec->w.nav_w, dd->d, b_nav, rng);
     fill_uniform(dec->w.nav_b, 1, b_nav, rng);
-    for (int b = 0; b < dd->branches; b++) init_branch(&dec->w.br[b], dd, rng);
+    for (int b = 0; b < dd->branches; b++)
+        init_branch(&dec->w.br[b], dd, rng);
     for (int b = 0; b < dd->branches; b++)
         for (int s = 0; s < dd->scans; s++) {
             fill_const(dec->bn_mean[b][s], dd->e, 0.0f);
@@ -405,7 +413,8 @@ static void acts_carve(struct decoder_acts *A, struct arena *ar,
     /* Loss and backward scratch. */
     A->target = TAKE_F(ar, B * out2);
     A->d_nav_up = TAKE_F(ar, B * out2);
-    for (int s = 0; s < dd->scans; s++) A->d_up[s] = TAKE_F(ar, B * out2);
+    for (int s = 0; s < dd->scans; s++)
+        A->d_up[s] = TAKE_F(ar, B * out2);
     A->g2 = TAKE_F(ar, seq);
     A->gr = TAKE_F(ar, seq);
     A->g_emb = TAKE_F(ar, img * e);
@@ -413,16 +422,12 @@ static void acts_carve(struct decoder_acts *A, struct arena *ar,
     A->g_small = TAKE_F(ar, img);
 }
 
-static size_t conv_work_floats(const struct decoder_dims *dd, int B)
-{
-    struct conv3x3_shape smb = {dd->scans * B, dd->grid, dd->grid, dd->e, dd->e, 1};
-    struct conv3x3_shape head = {B, dd->grid, dd->grid, dd->e, dd->e, 1};
-    return SN_MAX(conv3x3_work_floats(&smb), conv3x3_work_floats(&head));
-}
-
 static void acts_free(struct decoder_acts *A)
 {
     if (!A) return;
+    dconv_plan_free(&A->plan_smb);
+    for (int b = 0; b < DECODER_MAX_BRANCHES; b++)
+        dconv_plan_free(&A->plan_head[b]);
     for (int k = 0; k < DECODER_MAX_BLOCKS; k++)
         if (A->mc[k]) mamba_cache_free(A->mc[k]);
     sn_free(A->conv_work);
@@ -459,7 +464,12 @@ void decoder_reserve(struct decoder *dec, int max_batch, int train)
     for (int k = 0; k < ncache; k++)
         A->mc[k] = mamba_cache_new(&dd->mx, dd->scans * max_batch,
                                    dd->scans * max_batch * dd->n_visit);
-    size_t wf = conv_work_floats(dd, max_batch);
+    dconv_plan_init(&A->plan_smb, dd->grid, 1);
+    for (int b = 0; b < dd->branches; b++)
+        dconv_plan_init(&A->plan_head[b], dd->grid, dd->dil[b]);
+    A->conv_threads = omp_get_max_threads();
+    size_t wf =
+        dconv_work_floats(dd->grid, dd->scans * max_batch, dd->e, dd->e, A->conv_threads);
     A->conv_work = sn_aligned(sizeof(float) * wf);
     A->bytes += sizeof(float) * wf;
     dec->acts = A;
@@ -523,8 +533,8 @@ const struct decoder_tensor *decoder_buffer_find(const struct decoder *dec,
 const char *decoder_phase_name(int phase)
 {
     static const char *names[DECODER_PH_N] = {
-        "matching", "embedding", "SMB conv3x3", "Mamba mixer", "norms/dropout",
-        "head conv3x3", "head BN/1x1/upsample", "focal loss"};
+        "matching",      "embedding",    "SMB conv3x3",          "Mamba mixer",
+        "norms/dropout", "head conv3x3", "head BN/1x1/upsample", "focal loss"};
     return phase >= 0 && phase < DECODER_PH_N ? names[phase] : "?";
 }
 

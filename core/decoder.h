@@ -37,6 +37,11 @@
  * BatchNorm statistics only move while they are active. Prediction runs
  * every branch with BatchNorm in eval mode and no dropout.
  *
+ * Kernels: the building blocks of kernels/layers.h and the mixer of
+ * kernels/mamba.h; the 3 x 3 convolutions are core/decoder_conv.h's, which
+ * skip the taps that fall into the zero padding (most of them at the large
+ * dilations) and compute the same function as layers.h's conv3x3.
+ *
  * Memory: parameters live in ONE allocation carved into tensors, the
  * gradients in a second one of the same layout, the BatchNorm running
  * statistics in a third; activations are allocated once per batch size
@@ -80,18 +85,18 @@
 
 /* Sizes and switches, all derived from the configuration. */
 struct decoder_dims {
-    int grid, M;   /* feature grid side, cells */
-    int d;         /* feature / residual channels */
-    int in_ch;     /* embedding input: 2d (hybrid) or d */
-    int e;         /* SNMM width */
-    int blocks;    /* SMBs per branch */
-    int scans;     /* scan orders (= heads) per branch */
-    int branches;  /* one per dilation */
+    int grid, M;  /* feature grid side, cells */
+    int d;        /* feature / residual channels */
+    int in_ch;    /* embedding input: 2d (hybrid) or d */
+    int e;        /* SNMM width */
+    int blocks;   /* SMBs per branch */
+    int scans;    /* scan orders (= heads) per branch */
+    int branches; /* one per dilation */
     int dil[DECODER_MAX_BRANCHES];
-    int out;       /* output map side (data.crop) */
+    int out; /* output map side (data.crop) */
     double p_percent;
-    int n_self;    /* |S| = round(M p / 100) */
-    int n_visit;   /* cells the mixer visits per sequence */
+    int n_self;  /* |S| = round(M p / 100) */
+    int n_visit; /* cells the mixer visits per sequence */
     int hybrid, navigate, pow2;
     float dropout;
     struct mamba_dims mx;
@@ -120,7 +125,7 @@ struct decoder_smb_w {
 struct decoder_branch_w {
     float *embed_w, *embed_b; /* [e][in_ch], [e] */
     struct decoder_smb_w smb[DECODER_MAX_BLOCKS];
-    float *ln_w, *ln_b;       /* [e] */
+    float *ln_w, *ln_b; /* [e] */
     struct decoder_head_w head[DECODER_MAX_SCANS];
 };
 struct decoder_weights {
@@ -144,14 +149,14 @@ struct decoder_acts;
 
 /* Phases of a training step, timed while dec->profile is set. */
 enum decoder_phase {
-    DECODER_PH_MATCH,      /* waypoint map, self references, intra matching */
-    DECODER_PH_EMBED,      /* embedding and scan permutations */
-    DECODER_PH_SMB_CONV,   /* the SMBs' conv3x3 */
-    DECODER_PH_MIXER,      /* the Mamba mixer on the visited cells */
-    DECODER_PH_NORMS,      /* RMSNorm, dropout, LayerNorm, residual adds */
-    DECODER_PH_HEAD_CONV,  /* the heads' dilated conv3x3 */
-    DECODER_PH_HEAD_REST,  /* BatchNorm, ReLU, conv1x1, up-sampling */
-    DECODER_PH_LOSS,       /* focal losses */
+    DECODER_PH_MATCH,     /* waypoint map, self references, intra matching */
+    DECODER_PH_EMBED,     /* embedding and scan permutations */
+    DECODER_PH_SMB_CONV,  /* the SMBs' conv3x3 */
+    DECODER_PH_MIXER,     /* the Mamba mixer on the visited cells */
+    DECODER_PH_NORMS,     /* RMSNorm, dropout, LayerNorm, residual adds */
+    DECODER_PH_HEAD_CONV, /* the heads' dilated conv3x3 */
+    DECODER_PH_HEAD_REST, /* BatchNorm, ReLU, conv1x1, up-sampling */
+    DECODER_PH_LOSS,      /* focal losses */
     DECODER_PH_N
 };
 const char *decoder_phase_name(int phase);
@@ -219,7 +224,8 @@ void decoder_grads_zero(struct decoder *dec, int branch);
  * navigator, self references, intra matching and branch `branch` with its
  * scans heads, BatchNorm in train mode (running statistics updated), dropout
  * drawn from streams of noise_seed and the global index first + i of each
- * image. Returns SN_OK or SN_EUSER (non-finite features).
+ * image. R is read again by decoder_backward: keep it unchanged until then.
+ * Returns SN_OK or SN_EUSER (non-finite features).
  */
 int decoder_forward_train(struct decoder *dec, const float *f, const float *R, int B,
                           int branch, uint64_t noise_seed, long first);
@@ -244,11 +250,11 @@ int decoder_predict(struct decoder *dec, const float *f, const float *R, int B,
                     float *maps, float *mean);
 
 /* Views of the latest forward pass (valid until the next one). */
-const float *decoder_waypoint(const struct decoder *dec);    /* B x M, Q* */
-const float *decoder_nav_prob(const struct decoder *dec);    /* B x M, Q */
-const int *decoder_self_refs(const struct decoder *dec);     /* B x n_self */
-const float *decoder_intra(const struct decoder *dec);       /* B x M x d */
-const float *decoder_nav_map(const struct decoder *dec);     /* B x out^2 */
+const float *decoder_waypoint(const struct decoder *dec); /* B x M, Q* */
+const float *decoder_nav_prob(const struct decoder *dec); /* B x M, Q */
+const int *decoder_self_refs(const struct decoder *dec);  /* B x n_self */
+const float *decoder_intra(const struct decoder *dec);    /* B x M x d */
+const float *decoder_nav_map(const struct decoder *dec);  /* B x out^2 */
 /* Up-sampled logits of head s of the active branch (training). */
 const float *decoder_head_logits(const struct decoder *dec, int s);
 
@@ -269,8 +275,8 @@ int decoder_load(struct decoder *dec, const char *path);
 /* The pieces of save/load, for files that hold more (checkpoints): write
  * tensors of base as datasets of a new group; read them back (path names
  * the file in messages). */
-void decoder_tensors_write(hid_t file, const char *group,
-                           const struct decoder_tensor *t, int n, const float *base);
+void decoder_tensors_write(hid_t file, const char *group, const struct decoder_tensor *t,
+                           int n, const float *base);
 int decoder_tensors_read(hid_t file, const char *path, const char *group,
                          const struct decoder_tensor *t, int n, float *base);
 /* The dimensions as attributes of the root group, and the check that a

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "decoder.h"
+#include "h5util.h"
 #include "store.h"
 
 /* The dimension attributes: name, and where to find the value. */
@@ -48,7 +49,8 @@ void decoder_dims_write(hid_t file, const struct decoder_dims *dims)
 {
     struct dim_attr a[16];
     int n = dim_attrs(dims, a);
-    for (int i = 0; i < n; i++) attr_write_ints(file, a[i].name, &a[i].value, 1);
+    for (int i = 0; i < n; i++)
+        attr_write_ints(file, a[i].name, &a[i].value, 1);
     attr_write_ints(file, "dilations", dims->dil, dims->branches);
 }
 
@@ -90,14 +92,17 @@ int decoder_dims_check(hid_t file, const char *path, const struct decoder_dims *
 void decoder_tensors_write(hid_t file, const char *group, const struct decoder_tensor *t,
                            int n, const float *base)
 {
-    hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* No time stamps: the same model gives the same bytes. */
+    hid_t gcpl = h5_gcpl_untimed(), dcpl = h5_dcpl_untimed();
+    hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, gcpl, H5P_DEFAULT);
     STORE_H5(g);
     for (int i = 0; i < n; i++) {
         hsize_t dims[4];
-        for (int k = 0; k < t[i].ndim; k++) dims[k] = (hsize_t)t[i].shape[k];
+        for (int k = 0; k < t[i].ndim; k++)
+            dims[k] = (hsize_t)t[i].shape[k];
         hid_t sp = H5Screate_simple(t[i].ndim, dims, NULL);
-        hid_t ds = H5Dcreate2(g, t[i].name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                              H5P_DEFAULT);
+        hid_t ds =
+            H5Dcreate2(g, t[i].name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         STORE_H5(ds);
         STORE_H5(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                           base + t[i].offset));
@@ -105,6 +110,8 @@ void decoder_tensors_write(hid_t file, const char *group, const struct decoder_t
         H5Sclose(sp);
     }
     H5Gclose(g);
+    H5Pclose(gcpl);
+    H5Pclose(dcpl);
 }
 
 /* Check one dataset's shape against the tensor's. */
@@ -117,12 +124,13 @@ static int tensor_shape_check(hid_t ds, const char *path, const char *group,
     int ok = nd == t->ndim && nd <= 8;
     if (ok) {
         H5Sget_simple_extent_dims(sp, dims, NULL);
-        for (int k = 0; k < nd; k++) ok = ok && dims[k] == (hsize_t)t->shape[k];
+        for (int k = 0; k < nd; k++)
+            ok = ok && dims[k] == (hsize_t)t->shape[k];
     }
     H5Sclose(sp);
     if (!ok)
-        return sn_error("%s: tensor %s/%s has a shape other than the configuration's", path,
-                        group, t->name);
+        return sn_error("%s: tensor %s/%s has a shape other than the configuration's",
+                        path, group, t->name);
     return SN_OK;
 }
 
@@ -144,9 +152,8 @@ int decoder_tensors_read(hid_t file, const char *path, const char *group,
         }
         hid_t ds = H5Dopen2(g, t[i].name, H5P_DEFAULT);
         st = tensor_shape_check(ds, path, group, &t[i]);
-        if (st == SN_OK &&
-            H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                    base + t[i].offset) < 0)
+        if (st == SN_OK && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                   base + t[i].offset) < 0)
             st = sn_error("%s: cannot read tensor %s/%s", path, group, t[i].name);
         H5Dclose(ds);
     }

@@ -27,13 +27,15 @@ static float *seq_at(float *base, int q, const struct decoder_dims *dd)
 static void vec_add(float *y, const float *a, const float *b, long n)
 {
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
+    for (long i = 0; i < n; i++)
+        y[i] = a[i] + b[i];
 }
 
 static void vec_acc(float *y, const float *a, long n)
 {
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) y[i] += a[i];
+    for (long i = 0; i < n; i++)
+        y[i] += a[i];
 }
 
 /* Step profile: charge the time since *t0 to a phase, restart the clock. */
@@ -60,7 +62,8 @@ static void visit_lists(struct decoder *dec)
     for (int i = 0; i < B; i++) {
         memset(in_s, 0, (size_t)M);
         if (dd->navigate)
-            for (int a = 0; a < dd->n_self; a++) in_s[A->S[(long)i * dd->n_self + a]] = 1;
+            for (int a = 0; a < dd->n_self; a++)
+                in_s[A->S[(long)i * dd->n_self + a]] = 1;
         for (int s = 0; s < dd->scans; s++) {
             int q = s * B + i, cnt = 0;
             int *sel = A->sel + (long)q * nv;
@@ -114,11 +117,13 @@ static int match_forward(struct decoder *dec, const float *f, const float *R, in
 static void bn_colsum(double *acc, const float *x, const double *center, long n, int c,
                       int pow)
 {
-    for (int k = 0; k < c; k++) acc[k] = 0.0;
+    for (int k = 0; k < c; k++)
+        acc[k] = 0.0;
     for (long i = 0; i < n; i++) {
         const float *row = x + i * c;
         if (pow == 1)
-            for (int k = 0; k < c; k++) acc[k] += row[k];
+            for (int k = 0; k < c; k++)
+                acc[k] += row[k];
         else
             for (int k = 0; k < c; k++) {
                 double v = row[k] - center[k];
@@ -132,9 +137,11 @@ static void bn_reduce(struct decoder *dec, double *v, int c)
 {
     if (!dec->reduce) return;
     float *buf = sn_malloc(sizeof(float) * (size_t)c);
-    for (int k = 0; k < c; k++) buf[k] = (float)v[k];
+    for (int k = 0; k < c; k++)
+        buf[k] = (float)v[k];
     dec->reduce(buf, c, dec->reduce_ctx);
-    for (int k = 0; k < c; k++) v[k] = buf[k];
+    for (int k = 0; k < c; k++)
+        v[k] = buf[k];
     sn_free(buf);
 }
 
@@ -153,7 +160,8 @@ static void bn_forward_train(struct decoder *dec, float *y, float *mean, float *
     /* Batch mean, then the centred (biased) variance. */
     bn_colsum(s1, x, NULL, n, c, 1);
     bn_reduce(dec, s1, c);
-    for (int k = 0; k < c; k++) s1[k] /= N;
+    for (int k = 0; k < c; k++)
+        s1[k] /= N;
     bn_colsum(s2, x, s1, n, c, 2);
     bn_reduce(dec, s2, c);
     for (int k = 0; k < c; k++) {
@@ -240,13 +248,13 @@ static void smb_forward(struct decoder *dec, const struct decoder_smb_w *w, int 
     struct decoder_acts *A = dec->acts;
     const struct decoder_dims *dd = &dec->dims;
     const int nb = dd->scans * A->B;
-    const struct conv3x3_shape cs = {nb, dd->grid, dd->grid, dd->e, dd->e, 1};
     double t0 = sn_now();
 
     rmsnorm_forward(A->xn[k], A->rstd[k], A->r[k], w->norm_w, (long)nb * dd->M, dd->e,
                     LAYERS_NORM_EPS);
     ph_add(dec, 0, DECODER_PH_NORMS, &t0);
-    conv3x3_forward(A->h, A->xn[k], w->conv_w, w->conv_b, &cs, A->conv_work);
+    dconv_forward(A->h, A->xn[k], w->conv_w, w->conv_b, nb, dd->e, dd->e, &A->plan_smb,
+                  A->conv_work, A->conv_threads);
     ph_add(dec, 0, DECODER_PH_SMB_CONV, &t0);
 
     /* Self-navigation: the mixer scans only the suspicious cells. */
@@ -328,12 +336,11 @@ static void head_forward(struct decoder *dec, int b, int s, int train)
     const struct decoder_head_w *h = &dec->w.br[b].head[s];
     const int B = A->B, G = dd->grid, e = dd->e;
     const long n = (long)B * dd->M;
-    const struct conv3x3_shape cs = {B, G, G, e, e, dd->dil[b]};
     double t0 = sn_now();
 
     /* Dilated conv3x3, BatchNorm, ReLU. */
-    conv3x3_forward(A->a[s], seq_at(A->o_rm, s * B, dd), h->conv_w, h->conv_b, &cs,
-                    A->conv_work);
+    dconv_forward(A->a[s], seq_at(A->o_rm, s * B, dd), h->conv_w, h->conv_b, B, e, e,
+                  &A->plan_head[b], A->conv_work, A->conv_threads);
     ph_add(dec, 0, DECODER_PH_HEAD_CONV, &t0);
     if (train)
         bn_forward_train(dec, A->y[s], A->bn_mean[s], A->bn_rstd[s], A->a[s], h->bn_w,
@@ -369,11 +376,12 @@ int decoder_forward_train(struct decoder *dec, const float *f, const float *R, i
     if (st != SN_OK) return st;
 
     /* Navigator map at the output size, then the active branch's heads. */
-    upsample_bilinear_forward(A->nav_up, A->Q, B, dd->grid, dd->grid, dd->out, dd->out,
-                              1, UPSAMPLE_ALIGN_CORNERS);
+    upsample_bilinear_forward(A->nav_up, A->Q, B, dd->grid, dd->grid, dd->out, dd->out, 1,
+                              UPSAMPLE_ALIGN_CORNERS);
     ph_add(dec, 0, DECODER_PH_MATCH, &t0);
     branch_forward(dec, branch, 1, noise_seed, first);
-    for (int s = 0; s < dd->scans; s++) head_forward(dec, branch, s, 1);
+    for (int s = 0; s < dd->scans; s++)
+        head_forward(dec, branch, s, 1);
     A->mode = DECODER_MODE_TRAIN;
     return SN_OK;
 }
@@ -388,7 +396,8 @@ void decoder_loss(struct decoder *dec, const uint8_t *mask, float weight,
     const long n = (long)A->B * dd->out * dd->out;
     double t0 = sn_now();
 
-    for (long i = 0; i < n; i++) A->target[i] = mask[i] ? 1.0f : 0.0f;
+    for (long i = 0; i < n; i++)
+        A->target[i] = mask[i] ? 1.0f : 0.0f;
 
     /* Eq. 12: the navigator term plus the mean of the scan heads' terms. */
     loss->nav = focal_loss_prob(A->nav_up, A->target, n, fc->nav_alpha, fc->nav_gamma,
@@ -413,7 +422,6 @@ static void head_backward(struct decoder *dec, int b, int s, float *g_x)
     struct decoder_head_w *g = &dec->g.br[b].head[s];
     const int B = A->B, G = dd->grid, e = dd->e;
     const long n = (long)B * dd->M;
-    const struct conv3x3_shape cs = {B, G, G, e, e, dd->dil[b]};
     double t0 = sn_now();
 
     /* Up-sampling and conv1x1 back to the ReLU output. */
@@ -426,8 +434,8 @@ static void head_backward(struct decoder *dec, int b, int s, float *g_x)
     bn_backward(dec, A->g_y, g->bn_w, g->bn_b, A->g_y, A->a[s], A->bn_mean[s],
                 A->bn_rstd[s], w->bn_w, n, e);
     ph_add(dec, 1, DECODER_PH_HEAD_REST, &t0);
-    conv3x3_backward(g_x, g->conv_w, g->conv_b, A->g_y, seq_at(A->o_rm, s * B, dd),
-                     w->conv_w, &cs, A->conv_work);
+    dconv_backward(g_x, g->conv_w, g->conv_b, A->g_y, seq_at(A->o_rm, s * B, dd),
+                   w->conv_w, B, e, e, &A->plan_head[b], A->conv_work, A->conv_threads);
     ph_add(dec, 1, DECODER_PH_HEAD_CONV, &t0);
 }
 
@@ -440,7 +448,6 @@ static void smb_backward(struct decoder *dec, const struct decoder_smb_w *w,
     const struct decoder_dims *dd = &dec->dims;
     const int nb = dd->scans * A->B;
     const long rows = (long)nb * dd->M;
-    const struct conv3x3_shape cs = {nb, dd->grid, dd->grid, dd->e, dd->e, 1};
     double t0 = sn_now();
 
     /* The mixer's cells: their conv output reached h only through it. */
@@ -450,8 +457,8 @@ static void smb_backward(struct decoder *dec, const struct decoder_smb_w *w,
     ph_add(dec, 1, DECODER_PH_MIXER, &t0);
 
     /* conv3x3 and RMSNorm back to the residual stream. */
-    conv3x3_backward(A->g2, g->conv_w, g->conv_b, g_h, A->xn[k], w->conv_w, &cs,
-                     A->conv_work);
+    dconv_backward(A->g2, g->conv_w, g->conv_b, g_h, A->xn[k], w->conv_w, nb, dd->e,
+                   dd->e, &A->plan_smb, A->conv_work, A->conv_threads);
     ph_add(dec, 1, DECODER_PH_SMB_CONV, &t0);
     rmsnorm_backward(tmp, g->norm_w, A->g2, A->r[k], A->rstd[k], w->norm_w, rows, dd->e);
     vec_acc(A->gr, tmp, rows * dd->e);
@@ -470,7 +477,8 @@ static void branch_backward(struct decoder *dec, int b)
     float *g_orm = A->h, *g_h = A->o;
 
     /* Heads, then back to scan order. */
-    for (int s = 0; s < dd->scans; s++) head_backward(dec, b, s, seq_at(g_orm, s * B, dd));
+    for (int s = 0; s < dd->scans; s++)
+        head_backward(dec, b, s, seq_at(g_orm, s * B, dd));
     double t0 = sn_now();
 #pragma omp parallel for schedule(static)
     for (int q = 0; q < nb; q++)
@@ -562,7 +570,8 @@ int decoder_predict(struct decoder *dec, const float *f, const float *R, int B,
         }
     }
     if (mean)
-        for (long i = 0; i < B * out2; i++) mean[i] /= (float)nh;
+        for (long i = 0; i < B * out2; i++)
+            mean[i] /= (float)nh;
     A->mode = DECODER_MODE_EVAL;
     return SN_OK;
 }

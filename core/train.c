@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "h5util.h"
 #include "log.h"
 #include "store.h"
 
@@ -84,9 +85,11 @@ void train_jitter_apply(float *f, float *R, const float *eps, int M, int d, floa
 static void order_shuffle(struct trainer *t)
 {
     int *tmp = sn_malloc(sizeof(int) * (size_t)t->src.n);
-    for (long i = 0; i < t->src.n; i++) tmp[i] = (int)i;
+    for (long i = 0; i < t->src.n; i++)
+        tmp[i] = (int)i;
     rng_shuffle(&t->rng, tmp, (int)t->src.n);
-    for (long i = 0; i < t->src.n; i++) t->order[i] = tmp[i];
+    for (long i = 0; i < t->src.n; i++)
+        t->order[i] = tmp[i];
     sn_free(tmp);
     t->order_pos = 0;
 }
@@ -333,13 +336,15 @@ static int attr_read(hid_t loc, const char *path, const char *name, hid_t type, 
 {
     htri_t exists;
     STORE_H5_QUIET(H5Aexists(loc, name), exists);
-    if (exists <= 0) return sn_error("%s: checkpoint attribute '%s' is missing", path, name);
+    if (exists <= 0)
+        return sn_error("%s: checkpoint attribute '%s' is missing", path, name);
     hid_t at = H5Aopen(loc, name, H5P_DEFAULT);
     hid_t sp = H5Aget_space(at);
     int ok = H5Sget_simple_extent_npoints(sp) == n && H5Aread(at, type, v) >= 0;
     H5Sclose(sp);
     H5Aclose(at);
-    return ok ? SN_OK : sn_error("%s: checkpoint attribute '%s' is malformed", path, name);
+    return ok ? SN_OK
+              : sn_error("%s: checkpoint attribute '%s' is malformed", path, name);
 }
 
 static void string_attr_write(hid_t loc, const char *name, const char *s)
@@ -358,12 +363,12 @@ static void string_attr_write(hid_t loc, const char *name, const char *s)
 static void order_write(hid_t f, const struct trainer *t)
 {
     hsize_t n = (hsize_t)t->src.n;
-    hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t ds = H5Dcreate2(f, "/order", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                          H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = h5_dcpl_untimed();
+    hid_t ds = H5Dcreate2(f, "/order", H5T_STD_I64LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     STORE_H5(ds);
     STORE_H5(H5Dwrite(ds, H5T_NATIVE_LONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->order));
     H5Dclose(ds);
+    H5Pclose(dcpl);
     H5Sclose(sp);
 }
 
@@ -411,7 +416,8 @@ static int order_read(hid_t f, const char *path, struct trainer *t)
     int st = SN_OK;
     if (n != t->src.n)
         st = sn_error("%s: checkpoint was made with %lld training samples, this run has "
-                      "%ld", path, (long long)n, t->src.n);
+                      "%ld",
+                      path, (long long)n, t->src.n);
     else if (H5Dread(ds, H5T_NATIVE_LONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->order) < 0)
         st = sn_error("%s: cannot read /order", path);
     H5Sclose(sp);

@@ -67,21 +67,21 @@ struct train_arrays {
 void train_source_arrays(struct train_source *src, struct train_arrays *arrays);
 
 struct trainer_opts {
-    long steps; /* total steps; 0: train.steps */
-    int batch;  /* global batch; 0: train.batch */
+    long steps;      /* total steps; 0: train.steps */
+    int batch;       /* global batch; 0: train.batch */
     int rank, world; /* this rank's shard; world <= 1: one process */
     /* Sum n floats over the ranks, in place, in a fixed order. */
     void (*grad_reduce)(float *grad, long n, void *ctx);
     void *reduce_ctx;
     const char *checkpoint_path; /* NULL: no checkpoints */
-    int resume;    /* continue from checkpoint_path if it exists */
-    int quiet;     /* no per-interval log lines */
+    int resume;                  /* continue from checkpoint_path if it exists */
+    int quiet;                   /* no per-interval log lines */
 };
 
 /* What one step did. */
 struct train_step_info {
-    long step;      /* the step just completed, 1-based */
-    int branch;     /* its active branch */
+    long step;                  /* the step just completed, 1-based */
+    int branch;                 /* its active branch */
     double loss_nav, loss_head; /* whole-batch means */
     double seconds;
 };
@@ -98,12 +98,12 @@ struct trainer {
     float *adam_m, *adam_v;
     long adam_steps[1 + DECODER_MAX_BRANCHES];
 
-    long step;                /* steps completed */
-    struct rng_state rng;     /* batch order */
-    long *order, order_pos;   /* the current epoch's shuffle of the samples */
+    long step;              /* steps completed */
+    struct rng_state rng;   /* batch order */
+    long *order, order_pos; /* the current epoch's shuffle of the samples */
 
     int batch, local_first, local_n; /* the global batch and this rank's part */
-    float *f, *R, *eps;       /* this rank's batch (jittered in place) */
+    float *f, *R, *eps;              /* this rank's batch (jittered in place) */
     uint8_t *mask;
 
     /* Log interval accumulators. */
@@ -131,8 +131,7 @@ int train_active_branch(long step, int cycle, int branches);
 
 /* Eq. 15 on one sample: f, R (M x d) += lambda ||.||_2 / d * eps with
  * eps (M x d) standard normal, the same eps for both. */
-void train_jitter_apply(float *f, float *R, const float *eps, int M, int d,
-                        float lambda);
+void train_jitter_apply(float *f, float *R, const float *eps, int M, int d, float lambda);
 /* Fill n floats with standard normals from rng (pairs of Box-Muller
  * draws, both values used). */
 void train_normals(struct rng_state *rng, float *out, long n);

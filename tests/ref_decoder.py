@@ -217,14 +217,18 @@ def intra_residual(f, S, pow2, fast=False):
 
 
 def selective_scan(u, delta, A, Bm, Cm, Dv):
-    """u, delta: (b, L, E); A: (E, n); Bm, Cm: (b, L, n)."""
+    """u, delta: (b, L, E); A: (E, n); Bm, Cm: (b, L, n). A plain loop over
+    time; the inputs are unbound into per-step views once, so that autograd
+    stacks their gradients once instead of scattering every step's slice
+    into a zero tensor of the full size."""
     b, L, E = u.shape
     h = torch.zeros(b, E, A.shape[1], dtype=u.dtype)
     ys = []
-    for t in range(L):
-        dt = delta[:, t, :, None]
-        h = torch.exp(dt * A) * h + dt * Bm[:, t, None, :] * u[:, t, :, None]
-        ys.append((h * Cm[:, t, None, :]).sum(-1))
+    for u_t, d_t, B_t, C_t in zip(u.unbind(1), delta.unbind(1), Bm.unbind(1),
+                                  Cm.unbind(1)):
+        dt = d_t.unsqueeze(-1)
+        h = torch.exp(dt * A) * h + dt * B_t.unsqueeze(1) * u_t.unsqueeze(-1)
+        ys.append((h * C_t.unsqueeze(1)).sum(-1))
     return torch.stack(ys, 1) + u * Dv
 
 

@@ -31,8 +31,10 @@
 #include "core/common.h"
 #include "core/config.h"
 #include "core/decoder.h"
+#include "core/decoder_conv.h"
 #include "core/decoder_internal.h"
 #include "core/rng.h"
+#include "kernels/layers.h"
 #include "testutil.h"
 
 #define NB 2
@@ -97,9 +99,11 @@ static void case_init(struct fd_case *c, int hybrid, int navigate)
     }
     for (int b = 0; b < NB; b++) {
         int cell = 6 + 7 * b;
-        for (int k = 0; k < dd.d; k++) c->R[((long)b * dd.M + cell) * dd.d + k] += 1.0f;
+        for (int k = 0; k < dd.d; k++)
+            c->R[((long)b * dd.M + cell) * dd.d + k] += 1.0f;
         for (int y = 3; y < 9; y++)
-            for (int x = 3 + 4 * b; x < 9 + 4 * b; x++) c->mask[b * px + y * dd.out + x] = 1;
+            for (int x = 3 + 4 * b; x < 9 + 4 * b; x++)
+                c->mask[b * px + y * dd.out + x] = 1;
     }
     c->S0 = malloc(sizeof(int) * NB * dd.n_self);
     c->n_relu = (long)dd.scans * NB * dd.M * dd.e;
@@ -124,7 +128,8 @@ static void relu_pattern(const struct fd_case *c, uint8_t *out)
     const struct decoder_acts *A = c->dec.acts;
     long per = (long)NB * c->dec.dims.M * c->dec.dims.e;
     for (int s = 0; s < c->dec.dims.scans; s++)
-        for (long i = 0; i < per; i++) out[s * per + i] = A->y[s][i] > 0;
+        for (long i = 0; i < per; i++)
+            out[s * per + i] = A->y[s][i] > 0;
 }
 
 /* Loss of one training forward of branch b (same dropout masks each time). */
@@ -152,10 +157,12 @@ static double fd_along(struct fd_case *c, int b, const struct decoder_tensor *t,
     float *p = c->dec.params + t->offset;
     float *save = malloc(sizeof(float) * t->count);
     memcpy(save, p, sizeof(float) * t->count);
-    for (long j = 0; j < t->count; j++) p[j] = save[j] + (float)(h * v[j]);
+    for (long j = 0; j < t->count; j++)
+        p[j] = save[j] + (float)(h * v[j]);
     double lp = loss_at(c, b);
     *stable = same_region(c);
-    for (long j = 0; j < t->count; j++) p[j] = save[j] - (float)(h * v[j]);
+    for (long j = 0; j < t->count; j++)
+        p[j] = save[j] - (float)(h * v[j]);
     double lm = loss_at(c, b);
     *stable = *stable && same_region(c);
     memcpy(p, save, sizeof(float) * t->count);
@@ -180,7 +187,8 @@ static double fd_valid(struct fd_case *c, int b, const struct decoder_tensor *t,
 static double dot_exact(const float *g, const float *v, long n)
 {
     double s = 0;
-    for (long j = 0; j < n; j++) s += (double)g[j] * v[j];
+    for (long j = 0; j < n; j++)
+        s += (double)g[j] * v[j];
     return s;
 }
 
@@ -198,11 +206,12 @@ static void check_tensor(struct fd_case *c, int b, const struct decoder_tensor *
 
     /* Along the gradient: the derivative is |g|. */
     double h;
-    for (long j = 0; j < t->count; j++) v[j] = (float)(g[j] / gn);
+    for (long j = 0; j < t->count; j++)
+        v[j] = (float)(g[j] / gn);
     double fd = fd_valid(c, b, t, v, &h), an = dot_exact(g, v, t->count);
     TU_CHECK_MSG(fabs(fd - an) <= 0.03 * gn + LOSS_NOISE / h,
-                 "%s along g: fd %.6g analytic %.6g (|g| %.3g, h %g)", t->name, fd, an, gn,
-                 h);
+                 "%s along g: fd %.6g analytic %.6g (|g| %.3g, h %g)", t->name, fd, an,
+                 gn, h);
 
     /* Along a random unit direction. */
     double vn = 0;
@@ -210,7 +219,8 @@ static void check_tensor(struct fd_case *c, int b, const struct decoder_tensor *
         v[j] = (float)rng_normal(rng);
         vn += (double)v[j] * v[j];
     }
-    for (long j = 0; j < t->count; j++) v[j] = (float)(v[j] / sqrt(vn));
+    for (long j = 0; j < t->count; j++)
+        v[j] = (float)(v[j] / sqrt(vn));
     fd = fd_valid(c, b, t, v, &h);
     an = dot_exact(g, v, t->count);
     TU_CHECK_MSG(fabs(fd - an) <= 0.03 * gn + LOSS_NOISE / h,
@@ -266,8 +276,10 @@ static void test_grad_ranges(void)
     decoder_loss(&c.dec, c.mask, 1.0f, &l);
     decoder_backward(&c.dec);
     long nz0 = 0;
-    for (long i = 0; i < c.dec.br_count[0]; i++) nz0 += c.dec.grads[c.dec.br_offset[0] + i] != 0;
-    TU_CHECK_MSG(nz0 == 0, "branch 0 got %ld gradient entries while branch 1 trained", nz0);
+    for (long i = 0; i < c.dec.br_count[0]; i++)
+        nz0 += c.dec.grads[c.dec.br_offset[0] + i] != 0;
+    TU_CHECK_MSG(nz0 == 0, "branch 0 got %ld gradient entries while branch 1 trained",
+                 nz0);
 
     /* A second backward doubles the accumulated gradient. */
     float *g1 = malloc(sizeof(float) * c.dec.n_params);
@@ -298,7 +310,8 @@ static void test_predict(void)
     case_init(&c, 1, 1);
     const struct decoder_dims *dd = &c.dec.dims;
     long nh = (long)dd->branches * dd->scans, px = (long)dd->out * dd->out;
-    float *maps = malloc(sizeof(float) * NB * nh * px), *mean = malloc(sizeof(float) * NB * px);
+    float *maps = malloc(sizeof(float) * NB * nh * px),
+          *mean = malloc(sizeof(float) * NB * px);
     float *one = malloc(sizeof(float) * nh * px);
     TU_CHECK(decoder_predict(&c.dec, c.f, c.R, NB, maps, mean) == SN_OK);
 
@@ -350,8 +363,77 @@ static void test_save_load(void)
     case_free(&c);
 }
 
+/* The valid-tap convolution against layers.h's im2col one (the same
+ * function computed over every tap): forward, input, weight and bias
+ * gradients, for dilations from 1 (Winograd) to beyond the grid and
+ * c_in != c_out.
+ * Both sum the same products in float, in different groupings: 1e-5. */
+static void conv_vs_layers(int g)
+{
+    const int n = 3, ci = 5, co = 7, dils[] = {1, 2, 4, 8, 12};
+    struct rng_state rng;
+    rng_seed(&rng, 8, 8);
+    long nx = (long)n * g * g * ci, ny = (long)n * g * g * co, nw = 9L * ci * co;
+    float *x = malloc(sizeof(float) * nx), *dy = malloc(sizeof(float) * ny);
+    float *w = malloc(sizeof(float) * nw), *b = malloc(sizeof(float) * co);
+    float *y1 = malloc(sizeof(float) * ny), *y2 = malloc(sizeof(float) * ny);
+    float *dx1 = malloc(sizeof(float) * nx), *dx2 = malloc(sizeof(float) * nx);
+    float *dw1 = calloc(nw, sizeof(float)), *dw2 = calloc(nw, sizeof(float));
+    float *db1 = calloc(co, sizeof(float)), *db2 = calloc(co, sizeof(float));
+    for (long i = 0; i < nx; i++)
+        x[i] = (float)rng_normal(&rng);
+    for (long i = 0; i < ny; i++)
+        dy[i] = (float)rng_normal(&rng);
+    for (long i = 0; i < nw; i++)
+        w[i] = (float)rng_normal(&rng);
+    for (int i = 0; i < co; i++)
+        b[i] = (float)rng_normal(&rng);
+
+    for (size_t k = 0; k < SN_ARRAY_LEN(dils); k++) {
+        struct conv3x3_shape cs = {n, g, g, ci, co, dils[k]};
+        struct dconv_plan p;
+        dconv_plan_init(&p, g, dils[k]);
+        float *w1 = malloc(sizeof(float) * conv3x3_work_floats(&cs));
+        float *w2 = malloc(sizeof(float) * dconv_work_floats(g, n, ci, co, 2));
+        conv3x3_forward(y1, x, w, b, &cs, w1);
+        dconv_forward(y2, x, w, b, n, ci, co, &p, w2, 2);
+        conv3x3_backward(dx1, dw1, db1, dy, x, w, &cs, w1);
+        dconv_backward(dx2, dw2, db2, dy, x, w, n, ci, co, &p, w2, 2);
+        char what[64];
+        snprintf(what, sizeof what, "dconv forward, grid %d dilation %d", g, dils[k]);
+        TU_CLOSE(what, y2, y1, ny, 1e-5, 1e-5);
+        snprintf(what, sizeof what, "dconv input grad, grid %d dilation %d", g, dils[k]);
+        TU_CLOSE(what, dx2, dx1, nx, 1e-5, 1e-5);
+        snprintf(what, sizeof what, "dconv weight grad, grid %d dilation %d", g, dils[k]);
+        TU_CLOSE(what, dw2, dw1, nw, 1e-4, 1e-5);
+        TU_CLOSE("dconv bias grad", db2, db1, co, 1e-4, 1e-5);
+        /* One class per combination of the per-axis cases present. */
+        int seen[4] = {0}, cases = 0, cells = 0;
+        for (int y = 0; y < g; y++)
+            seen[(y - dils[k] >= 0) | (y + dils[k] < g) << 1] = 1;
+        for (int c = 0; c < 4; c++)
+            cases += seen[c];
+        for (int c = 0; c < p.nclass; c++)
+            cells += p.cls[c].ncells;
+        TU_CHECK(p.nclass == cases * cases && cells == g * g);
+        free(w1);
+        free(w2);
+        dconv_plan_free(&p);
+    }
+    free(x), free(dy), free(w), free(b), free(y1), free(y2);
+    free(dx1), free(dx2), free(dw1), free(dw2), free(db1), free(db2);
+}
+
+/* Odd grids leave partial Winograd tiles at the border, even ones none. */
+static void test_conv_vs_layers(void)
+{
+    conv_vs_layers(9);
+    conv_vs_layers(8);
+}
+
 int main(void)
 {
+    test_conv_vs_layers();
     test_fd(1, 1);
     test_fd(0, 1);
     test_fd(1, 0);

@@ -75,7 +75,8 @@ static float *read_ref(const char *name, long want)
     return v;
 }
 
-static void close_ref(const char *name, const float *got, long n, double atol, double rtol)
+static void close_ref(const char *name, const float *got, long n, double atol,
+                      double rtol)
 {
     float *want = read_ref(name, n);
     if (want) TU_CLOSE(name, got, want, n, atol, rtol);
@@ -119,7 +120,8 @@ static void load_batch(struct batch *bt, int k, const struct decoder_dims *dd)
     snprintf(name, sizeof name, "input%d/mask", k);
     float *m = read_ref(name, nm);
     bt->mask = malloc((size_t)nm);
-    for (long i = 0; m && i < nm; i++) bt->mask[i] = m[i] > 0.5f;
+    for (long i = 0; m && i < nm; i++)
+        bt->mask[i] = m[i] > 0.5f;
     free(m);
 }
 
@@ -142,7 +144,8 @@ static void check_matching(const struct decoder *dec, const char *pre)
     float *want = read_ref(name, ns);
     const int *S = decoder_self_refs(dec);
     int same = want != NULL;
-    for (long i = 0; want && i < ns; i++) same = same && S[i] == (int)want[i];
+    for (long i = 0; want && i < ns; i++)
+        same = same && S[i] == (int)want[i];
     TU_CHECK_MSG(same, "%s: self-reference set differs", name);
     free(want);
 }
@@ -182,7 +185,8 @@ static double grad_max(const struct decoder *dec, int k, int b)
         if (t->branch != -1 && t->branch != b) continue;
         snprintf(name, sizeof name, "step%d/grads/%s", k, t->name);
         float *want = read_ref(name, t->count);
-        for (long j = 0; want && j < t->count; j++) gmax = fmax(gmax, fabs(want[j]));
+        for (long j = 0; want && j < t->count; j++)
+            gmax = fmax(gmax, fabs(want[j]));
         free(want);
     }
     return gmax;
@@ -201,9 +205,11 @@ static void check_grads(const struct decoder *dec, int k, int b)
         float *want = read_ref(name, t->count);
         if (!want) continue;
         double scale = 0;
-        for (long j = 0; j < t->count; j++) scale = fmax(scale, fabs(want[j]));
+        for (long j = 0; j < t->count; j++)
+            scale = fmax(scale, fabs(want[j]));
         if (noise_only(t)) {
-            TU_CHECK_MSG(scale < 1e-12, "%s: reference gradient %g is not zero", name, scale);
+            TU_CHECK_MSG(scale < 1e-12, "%s: reference gradient %g is not zero", name,
+                         scale);
             TU_CLOSE(name, dec->grads + t->offset, want, t->count, 1e-6 * gmax, 0);
         } else {
             TU_CLOSE(name, dec->grads + t->offset, want, t->count, 1e-4 * scale, 1e-3);
@@ -325,7 +331,8 @@ int main(void)
     decoder_reserve(&dec, B, 1);
 
     struct batch bt[STEPS];
-    for (int k = 0; k < STEPS; k++) load_batch(&bt[k], k, &dd);
+    for (int k = 0; k < STEPS; k++)
+        load_batch(&bt[k], k, &dd);
     test_eval(&dec, &bt[0]);
     test_train(&dec, bt);
 

@@ -135,9 +135,11 @@ static void test_jitter(void)
     rng_seed(&rng, 9, 9);
     train_normals(&rng, z2, n);
     double m = 0, v = 0;
-    for (long i = 0; i < n; i++) m += z[i];
+    for (long i = 0; i < n; i++)
+        m += z[i];
     m /= n;
-    for (long i = 0; i < n; i++) v += (z[i] - m) * (z[i] - m);
+    for (long i = 0; i < n; i++)
+        v += (z[i] - m) * (z[i] - m);
     v /= n;
     TU_CHECK_MSG(fabs(m) < 0.01 && fabs(v - 1) < 0.02, "normals: mean %g var %g", m, v);
     TU_CHECK(!memcmp(z, z2, sizeof(float) * n));
@@ -171,7 +173,8 @@ static void test_cycle(void)
         TU_CHECK_MSG(moved == (k >= 2), "branch 1 moved=%d after step %d", moved, k + 1);
     }
     TU_CHECK(t.adam_steps[0] == 5 && t.adam_steps[1] == 3 && t.adam_steps[2] == 2);
-    TU_CHECK(train_active_branch(399, 100, 4) == 3 && train_active_branch(400, 100, 4) == 0);
+    TU_CHECK(train_active_branch(399, 100, 4) == 3 &&
+             train_active_branch(400, 100, 4) == 0);
     free(p1);
     trainer_free(&t);
     synth_free(&s);
@@ -205,7 +208,8 @@ static void group_sum(float *buf, long n, void *ctx)
     float *sum = malloc(sizeof(float) * (size_t)n);
     g->slot[r->rank] = buf;
     pthread_barrier_wait(&g->bar);
-    for (long i = 0; i < n; i++) sum[i] = g->slot[0][i] + g->slot[1][i];
+    for (long i = 0; i < n; i++)
+        sum[i] = g->slot[0][i] + g->slot[1][i];
     pthread_barrier_wait(&g->bar);
     memcpy(buf, sum, sizeof(float) * (size_t)n);
     free(sum);
@@ -214,8 +218,12 @@ static void group_sum(float *buf, long n, void *ctx)
 static void run_ranked(struct rank_ctx *r, int world)
 {
     struct trainer t;
-    struct trainer_opts o = {.steps = SHARD_STEPS, .quiet = 1, .rank = r->rank,
-                             .world = world, .grad_reduce = group_sum, .reduce_ctx = r};
+    struct trainer_opts o = {.steps = SHARD_STEPS,
+                             .quiet = 1,
+                             .rank = r->rank,
+                             .world = world,
+                             .grad_reduce = group_sum,
+                             .reduce_ctx = r};
     r->status = trainer_init(&t, r->cfg, r->src, &o);
     for (int k = 0; k < SHARD_STEPS && r->status == SN_OK; k++) {
         struct train_step_info info;
@@ -255,7 +263,8 @@ static void test_shards(void)
         two[r] = (struct rank_ctx){.g = &g, .rank = r, .cfg = &cfg, .src = &src};
         pthread_create(&th[r], NULL, rank_main, &two[r]);
     }
-    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+    for (int r = 0; r < 2; r++)
+        pthread_join(th[r], NULL);
     pthread_barrier_destroy(&g.bar);
     TU_CHECK(one.status == SN_OK && two[0].status == SN_OK && two[1].status == SN_OK);
 
@@ -263,7 +272,8 @@ static void test_shards(void)
     TU_CHECK(!memcmp(two[0].params, two[1].params, sizeof(float) * one.n_params));
     for (int k = 0; k < SHARD_STEPS; k++)
         for (int j = 0; j < 2; j++)
-            TU_CHECK_MSG(fabs(two[0].loss[k][j] - one.loss[k][j]) <= 1e-5 * one.loss[k][j],
+            TU_CHECK_MSG(fabs(two[0].loss[k][j] - one.loss[k][j]) <=
+                             1e-5 * one.loss[k][j],
                          "step %d loss %d: two ranks %.9g, one rank %.9g", k + 1, j,
                          two[0].loss[k][j], one.loss[k][j]);
     /* Gradients agree to float rounding. AdamW turns a rounding-level
@@ -326,7 +336,8 @@ static void test_resume(void)
     o.checkpoint_path = pb;
     TU_CHECK(trainer_init(&b, &cfg, &src, &o) == SN_OK);
     TU_CHECK(trainer_run(&b, 3) == SN_OK);
-    for (int k = 0; k < 3; k++) lb[k][0] = la[k][0], lb[k][1] = la[k][1];
+    for (int k = 0; k < 3; k++)
+        lb[k][0] = la[k][0], lb[k][1] = la[k][1];
     trainer_free(&b);
     o.resume = 1;
     TU_CHECK(trainer_init(&b, &cfg, &src, &o) == SN_OK);
@@ -334,13 +345,23 @@ static void test_resume(void)
     run_steps(&b, 4, lb, 3);
 
     TU_CHECK_MSG(!memcmp(la, lb, sizeof la), "resumed losses differ");
-    for (int k = 3; k < 7; k++) printf("step %d loss %.9g %.9g | %.9g %.9g\n", k + 1,
-                                       la[k][0], la[k][1], lb[k][0], lb[k][1]);
+    for (int k = 3; k < 7; k++)
+        printf("step %d loss %.9g %.9g | %.9g %.9g\n", k + 1, la[k][0], la[k][1],
+               lb[k][0], lb[k][1]);
     size_t np = sizeof(float) * (size_t)a.dec.n_params;
     TU_CHECK(!memcmp(a.dec.params, b.dec.params, np));
     TU_CHECK(!memcmp(a.adam_m, b.adam_m, np) && !memcmp(a.adam_v, b.adam_v, np));
     TU_CHECK(!memcmp(a.dec.buffers, b.dec.buffers, sizeof(float) * a.dec.n_buffers));
     TU_CHECK(!memcmp(a.adam_steps, b.adam_steps, sizeof a.adam_steps));
+
+    /* Their checkpoints are the same bytes (no time stamps in the file). */
+    TU_CHECK(trainer_save(&a, pa) == SN_OK && trainer_save(&b, pb) == SN_OK);
+    size_t na = 0, nb = 0;
+    char *ba = sn_read_file(pa, &na), *bb = sn_read_file(pb, &nb);
+    TU_CHECK_MSG(ba && bb && na == nb && !memcmp(ba, bb, na),
+                 "checkpoints of equal states differ (%zu and %zu bytes)", na, nb);
+    sn_free(ba);
+    sn_free(bb);
     trainer_free(&a);
     trainer_free(&b);
 
@@ -374,12 +395,14 @@ static int cmp_pair(const void *x, const void *y)
 static double auroc(const float *score, const uint8_t *label, long n)
 {
     float *p = malloc(sizeof(float) * 2 * (size_t)n);
-    for (long i = 0; i < n; i++) p[2 * i] = score[i], p[2 * i + 1] = label[i];
+    for (long i = 0; i < n; i++)
+        p[2 * i] = score[i], p[2 * i + 1] = label[i];
     qsort(p, (size_t)n, 2 * sizeof(float), cmp_pair);
     double rank_sum = 0, npos = 0;
     for (long i = 0; i < n;) {
         long j = i;
-        while (j < n && p[2 * j] == p[2 * i]) j++;
+        while (j < n && p[2 * j] == p[2 * i])
+            j++;
         for (long k = i; k < j; k++)
             if (p[2 * k + 1] > 0) rank_sum += 0.5 * (i + j + 1), npos++;
         i = j;
