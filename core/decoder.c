@@ -33,6 +33,9 @@ int decoder_dims_from_config(struct decoder_dims *dd, const struct sn_config *cf
     dd->blocks = cfg->decoder.blocks;
     dd->scans = cfg->decoder.scans;
     dd->branches = cfg->decoder.dilations.n;
+    /* Without the multi-view decoder (an ablation) one branch, at the first
+     * dilation, scans in row-major order only and has one head. */
+    if (!cfg->decoder.multiview) dd->scans = dd->branches = 1;
     dd->out = cfg->data.crop;
     dd->p_percent = cfg->matching.self_ref_percent;
     dd->dropout = (float)cfg->decoder.dropout;

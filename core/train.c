@@ -220,21 +220,81 @@ static void batch_jitter(struct trainer *t)
 }
 
 /* Sum the navigator's and the branch's gradients and the losses over ranks. */
-static void step_reduce(struct trainer *t, int b, struct decoder_loss *loss, float w)
+/* Sum over the ranks: branch b's gradients, the navigator's when nav is set,
+ * and the loss terms when loss is given. */
+static void step_reduce(struct trainer *t, int b, struct decoder_loss *loss, float w,
+                        int nav)
 {
-    float l[2] = {(float)(loss->nav * w), (float)(loss->head * w)};
     if (t->opts.world <= 1) return;
-    t->opts.grad_reduce(t->dec.grads + t->dec.nav_offset, t->dec.nav_count,
-                        t->opts.reduce_ctx);
+    if (nav)
+        t->opts.grad_reduce(t->dec.grads + t->dec.nav_offset, t->dec.nav_count,
+                            t->opts.reduce_ctx);
     t->opts.grad_reduce(t->dec.grads + t->dec.br_offset[b], t->dec.br_count[b],
                         t->opts.reduce_ctx);
+    if (!loss) return;
+    float l[2] = {(float)(loss->nav * w), (float)(loss->head * w)};
     t->opts.grad_reduce(l, 2, t->opts.reduce_ctx);
     loss->nav = l[0];
     loss->head = l[1];
 }
 
+/* One branch's forward, loss and backward; gradients accumulate. */
+static int step_branch(struct trainer *t, int b, uint64_t noise, float w,
+                       struct decoder_loss *loss)
+{
+    int st = decoder_forward_train(&t->dec, t->f, t->R, t->local_n, b, noise, t->local_first);
+    if (st != SN_OK) return sn_error_prefix("training step %ld", t->step + 1);
+    decoder_loss(&t->dec, t->mask, w, loss);
+    decoder_backward(&t->dec);
+    return SN_OK;
+}
+
+/*
+ * Cyclic training switched off (an ablation of the paper's Table 5): every
+ * branch runs at every step and the loss is the navigator term plus the mean
+ * over all heads. Each branch's pass recomputes the navigator, so its
+ * gradient is weighted by 1 / branches to count once.
+ */
+static int trainer_step_all(struct trainer *t, struct train_step_info *info)
+{
+    struct decoder *dec = &t->dec;
+    const int nb = dec->dims.branches;
+    const float w = (float)t->local_n / (float)t->batch;
+    double t0 = sn_now();
+    int st = batch_load(t);
+    if (st != SN_OK) return st;
+    batch_jitter(t);
+    struct rng_state ns;
+    rng_seed(&ns, (uint64_t)t->cfg->run.seed, step_stream("train.dropout", t->step, 0));
+    uint64_t noise = rng_next(&ns);
+
+    /* Forward and backward of every branch, then one reduction each. */
+    struct decoder_loss loss = {0, 0}, lb;
+    for (int b = 0; b < nb; b++) decoder_grads_zero(dec, b);
+    for (int b = 0; b < nb && st == SN_OK; b++) {
+        st = step_branch(t, b, noise + (uint64_t)b, w / (float)nb, &lb);
+        loss.nav += lb.nav / nb;
+        loss.head += lb.head / nb;
+    }
+    if (st != SN_OK) return st;
+    for (int b = 0; b < nb; b++) step_reduce(t, b, b == 0 ? &loss : NULL, w, b == 0);
+
+    /* AdamW on the navigator and every branch. */
+    struct adamw_range r[1 + DECODER_MAX_BRANCHES];
+    r[0] = (struct adamw_range){dec->nav_offset, dec->nav_count, ++t->adam_steps[0]};
+    for (int b = 0; b < nb; b++)
+        r[1 + b] = (struct adamw_range){dec->br_offset[b], dec->br_count[b],
+                                        ++t->adam_steps[1 + b]};
+    adamw_update_ranges(dec->params, dec->grads, t->adam_m, t->adam_v, r, 1 + nb, &t->adam);
+    t->step++;
+    if (info)
+        *info = (struct train_step_info){t->step, -1, loss.nav, loss.head, sn_now() - t0};
+    return SN_OK;
+}
+
 int trainer_step(struct trainer *t, struct train_step_info *info)
 {
+    if (!t->cfg->train.cyclic) return trainer_step_all(t, info);
     struct decoder *dec = &t->dec;
     const int b = train_active_branch(t->step, t->cfg->train.cycle, dec->dims.branches);
     const float w = (float)t->local_n / (float)t->batch;
@@ -248,12 +308,9 @@ int trainer_step(struct trainer *t, struct train_step_info *info)
     struct rng_state ns;
     rng_seed(&ns, (uint64_t)t->cfg->run.seed, step_stream("train.dropout", t->step, 0));
     decoder_grads_zero(dec, b);
-    st = decoder_forward_train(dec, t->f, t->R, t->local_n, b, rng_next(&ns),
-                               t->local_first);
-    if (st != SN_OK) return sn_error_prefix("training step %ld", t->step + 1);
-    decoder_loss(dec, t->mask, w, &loss);
-    decoder_backward(dec);
-    step_reduce(t, b, &loss, w);
+    st = step_branch(t, b, rng_next(&ns), w, &loss);
+    if (st != SN_OK) return st;
+    step_reduce(t, b, &loss, w, 1);
 
     /* AdamW on the navigator and the active branch, each with its count. */
     struct adamw_range r[2] = {
@@ -279,10 +336,12 @@ static void log_interval(struct trainer *t, int branch)
 {
     if (t->acc_steps == 0) return;
     double n = (double)t->acc_steps, ms = 1e3 * t->acc_sec / n;
+    char br[16] = "all"; /* every branch trains when cyclic training is off */
+    if (branch >= 0) snprintf(br, sizeof br, "%d", branch);
     if (!t->opts.quiet && t->opts.rank == 0)
-        log_info("train step %ld/%ld branch %d loss nav %.5f head %.5f lr %.2e "
+        log_info("train step %ld/%ld branch %s loss nav %.5f head %.5f lr %.2e "
                  "%.1f ms/step %.2f samples/s",
-                 t->step, t->opts.steps, branch, t->acc_nav / n, t->acc_head / n,
+                 t->step, t->opts.steps, br, t->acc_nav / n, t->acc_head / n,
                  t->adam.lr, ms, t->batch / (ms * 1e-3));
     t->acc_nav = t->acc_head = t->acc_sec = 0;
     t->acc_steps = 0;

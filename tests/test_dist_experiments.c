@@ -56,7 +56,9 @@ static void check_row(const struct sn_config *c, int r)
     TU_CHECK_MSG(c->matching.hybrid == (r >= 1), "row %d: Hybrid-M", r);
     TU_CHECK_MSG(c->matching.navigate == (r >= 2), "row %d: SMB", r);
     TU_CHECK_MSG(c->bank.knn_k == (r >= 4 ? 3 : 1), "row %d: TopK", r);
+    TU_CHECK_MSG(c->decoder.multiview == (r >= 3), "row %d: MVD", r);
     TU_CHECK_MSG(c->train.jitter == (r >= 5 ? 30 : 0), "row %d: Jitter", r);
+    TU_CHECK_MSG(c->train.cyclic == (r >= 6), "row %d: CT", r);
 }
 
 static void test_ablation(void)
@@ -82,6 +84,8 @@ static void test_ablation(void)
     }
     TU_CHECK(ucfg.matching.hybrid == def.matching.hybrid &&
              ucfg.bank.knn_k == def.bank.knn_k && ucfg.train.jitter == def.train.jitter);
+    TU_CHECK(ucfg.decoder.multiview == def.decoder.multiview &&
+             ucfg.train.cyclic == def.train.cyclic);
     TU_CHECK(sweep_find(&s, "mvtec_ad/fewshot/all/snarm/seed0/g6") >= 0);
     sweep_free(&s);
     dataset_free(&ds);

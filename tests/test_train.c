@@ -490,6 +490,69 @@ static void test_log_line(void)
     synth_free(&s);
 }
 
+/* Which parameters one step moved: the navigator and each branch. */
+static void moved_ranges(const struct decoder *dec, const float *before, int *nav,
+                         int *branch)
+{
+    *nav = 0;
+    for (long i = 0; i < dec->nav_count; i++)
+        *nav |= dec->params[dec->nav_offset + i] != before[dec->nav_offset + i];
+    for (int b = 0; b < dec->dims.branches; b++) {
+        branch[b] = 0;
+        for (long i = 0; i < dec->br_count[b]; i++)
+            branch[b] |= dec->params[dec->br_offset[b] + i] != before[dec->br_offset[b] + i];
+    }
+}
+
+/* The ablation switches: train.cyclic off trains every branch at every
+ * step; decoder.multiview off leaves one branch with one scan and head. */
+static void test_switches(void)
+{
+    struct sn_config cfg;
+    small_config(&cfg);
+    struct synth sy;
+    synth_make(&sy, 8, 7, 16, 21, 5);
+    struct train_source src;
+    train_source_arrays(&src, &sy.a);
+    struct trainer_opts o = {0};
+    o.quiet = 1;
+
+    for (int cyclic = 1; cyclic >= 0; cyclic--) {
+        cfg.train.cyclic = cyclic;
+        struct trainer t;
+        TU_CHECK(trainer_init(&t, &cfg, &src, &o) == SN_OK);
+        float *before = malloc(sizeof(float) * (size_t)t.dec.n_params);
+        memcpy(before, t.dec.params, sizeof(float) * (size_t)t.dec.n_params);
+        struct train_step_info info;
+        TU_CHECK(trainer_step(&t, &info) == SN_OK);
+        int nav, br[DECODER_MAX_BRANCHES];
+        moved_ranges(&t.dec, before, &nav, br);
+        TU_CHECK(nav && br[0]);
+        TU_CHECK_MSG(br[1] == !cyclic, "cyclic %d: branch 1 moved %d", cyclic, br[1]);
+        TU_CHECK(info.branch == (cyclic ? 0 : -1));
+        TU_CHECK(isfinite(info.loss_nav) && isfinite(info.loss_head));
+        free(before);
+        trainer_free(&t);
+    }
+    cfg.train.cyclic = 1;
+
+    cfg.decoder.multiview = 0;
+    struct decoder_dims dims;
+    TU_CHECK(decoder_dims_from_config(&dims, &cfg) == SN_OK);
+    TU_CHECK(dims.branches == 1 && dims.scans == 1);
+    struct trainer t;
+    TU_CHECK(trainer_init(&t, &cfg, &src, &o) == SN_OK);
+    TU_CHECK(trainer_step(&t, NULL) == SN_OK);
+    float *maps = malloc(sizeof(float) * 21 * 21 * 2);
+    decoder_reserve(&t.dec, 1, 0);
+    TU_CHECK(decoder_predict(&t.dec, sy.f, sy.R, 1, maps, maps + 21 * 21) == SN_OK);
+    /* One head: the ensemble mean is that head's map. */
+    TU_CHECK(!memcmp(maps, maps + 21 * 21, sizeof(float) * 21 * 21));
+    free(maps);
+    trainer_free(&t);
+    synth_free(&sy);
+}
+
 int main(void)
 {
     test_jitter();
@@ -498,5 +561,6 @@ int main(void)
     test_resume();
     test_learning();
     test_log_line();
+    test_switches();
     return tu_finish("train");
 }
