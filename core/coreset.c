@@ -21,6 +21,7 @@
 #endif
 
 #include "common.h"
+#include "h5util.h"
 #include "knn.h"
 #include "log.h"
 #include "rng.h"
@@ -34,9 +35,9 @@
  * quantised distance exactly in integers. A point's true distance to the new
  * point is at least s sqrt(D_q) - e_i - e_c, where e is the norm of a point's
  * quantisation error; only points whose bound does not clear their current
- * minimum distance get the exact float distance from the float projection.
- * The float distances alone decide every update, so the selection is the
- * same as a plain float loop's.
+ * minimum distance get their exact distance (from the float projection, in
+ * double). Those distances alone decide every update, so the selection is
+ * the same as a plain loop's.
  *
  * Quantised points are stored in blocks of 16: for each group of 4
  * dimensions, 16 points x 4 bytes (one 64-byte line), so that one dot-product
@@ -45,8 +46,7 @@
 #define CS_LANES 16
 #define CS_GROUP 4
 /* Relative safety factor of the skip test on squared distances: covers the
- * float rounding of the bound (about 1e-6) and of the exact float distance
- * (about (p + 2) 2^-24, below 1.3e-4 for the largest p = 2048). */
+ * float rounding of the bound and of the test itself (about 1e-6). */
 #define CS_SAFETY 1.001f
 
 struct cs_state {
@@ -56,9 +56,9 @@ struct cs_state {
     uint8_t *qb;    /* blocked quantised points, biased by 128 */
     int32_t *qn;    /* squared norm of each quantised point */
     float *err;     /* quantisation error norm of each point */
-    float *mind;    /* squared distance to the nearest selected point */
+    double *mind;   /* squared distance to the nearest selected point */
     float *bound;   /* sqrt(mind) + err, for the skip test */
-    float *bmax;    /* max of mind per block */
+    double *bmax;   /* max of mind per block */
     float s2;       /* s^2 */
     int portable;   /* force the portable scan (SNARM_CORESET_PORTABLE=1) */
 };
@@ -126,9 +126,9 @@ static void state_init(struct cs_state *st, const float *z, long n, int p)
     memset(st->qb, 128, (size_t)st->nblk * st->groups * 64);
     st->qn = sn_aligned(sizeof(int32_t) * (size_t)st->nblk * CS_LANES);
     st->err = sn_aligned(sizeof(float) * (size_t)st->nblk * CS_LANES);
-    st->mind = sn_aligned(sizeof(float) * (size_t)st->nblk * CS_LANES);
+    st->mind = sn_aligned(sizeof(double) * (size_t)st->nblk * CS_LANES);
     st->bound = sn_aligned(sizeof(float) * (size_t)st->nblk * CS_LANES);
-    st->bmax = sn_aligned(sizeof(float) * (size_t)st->nblk);
+    st->bmax = sn_aligned(sizeof(double) * (size_t)st->nblk);
 
     /* one scale for all values: the 8-bit grid spans the largest one */
     float s = max_abs(z, n * (long)p) / 127.0f;
@@ -141,7 +141,7 @@ static void state_init(struct cs_state *st, const float *z, long n, int p)
     /* padding lanes are never scanned nor candidates: minimum -1 */
     for (long i = 0; i < st->nblk * CS_LANES; i++) {
         int real = i < n;
-        st->mind[i] = real ? INFINITY : -1.0f;
+        st->mind[i] = real ? INFINITY : -1.0;
         st->bound[i] = real ? INFINITY : 0.0f;
         if (!real) st->qn[i] = 0, st->err[i] = 0;
     }
@@ -191,25 +191,32 @@ static void centre_make(const struct cs_state *st, long c, struct cs_centre *ce)
     }
 }
 
-/* Exact float distance of point i to the centre; updates its minimum. */
+/*
+ * Distance of point i to the centre, in double from exact differences (the
+ * projection is float): float sums lose the order of near-tied farthest
+ * points, which then changes the selection. Updates the minimum; returns
+ * whether it changed.
+ */
 static int point_update(struct cs_state *st, long i, const struct cs_centre *ce)
 {
     const float *zi = st->z + i * st->p;
-    float acc[16] = {0};
+    double acc[8] = {0};
     int c = 0;
-    for (; c + 16 <= st->p; c += 16)
-        for (int l = 0; l < 16; l++) {
-            float t = zi[c + l] - ce->z[c + l];
+    for (; c + 8 <= st->p; c += 8)
+        for (int l = 0; l < 8; l++) {
+            double t = (double)zi[c + l] - (double)ce->z[c + l];
             acc[l] += t * t;
         }
-    for (; c < st->p; c++)
-        acc[c % 16] += (zi[c] - ce->z[c]) * (zi[c] - ce->z[c]);
-    float s = 0;
-    for (int l = 0; l < 16; l++)
+    for (; c < st->p; c++) {
+        double t = (double)zi[c] - (double)ce->z[c];
+        acc[c % 8] += t * t;
+    }
+    double s = 0;
+    for (int l = 0; l < 8; l++)
         s += acc[l];
     if (!(s < st->mind[i])) return 0;
     st->mind[i] = s;
-    st->bound[i] = sqrtf(s) + st->err[i];
+    st->bound[i] = (float)(sqrt(s) + st->err[i]);
     return 1;
 }
 
@@ -293,15 +300,15 @@ static void block_step(struct cs_state *st, long b, const struct cs_centre *ce)
     for (; mask; mask &= mask - 1)
         changed |= point_update(st, b * CS_LANES + __builtin_ctz(mask), ce);
     if (!changed) return;
-    float m = -1.0f;
+    double m = -1.0;
     for (int l = 0; l < CS_LANES; l++)
-        m = fmaxf(m, st->mind[b * CS_LANES + l]);
+        m = fmax(m, st->mind[b * CS_LANES + l]);
     st->bmax[b] = m;
 }
 
 /* The farthest point of blocks b0..b1-1: largest minimum distance, lowest
  * index on ties; its minimum distance in *val. */
-static long range_argmax(const struct cs_state *st, long b0, long b1, float *val)
+static long range_argmax(const struct cs_state *st, long b0, long b1, double *val)
 {
     long bb = b0;
     for (long b = b0 + 1; b < b1; b++)
@@ -393,7 +400,7 @@ static void greedy_loop(struct cs_state *st, long start, long T, long *selected)
     selected[0] = start;
     int nth = greedy_threads(st);
     long post_i[2][64];
-    float post_v[2][64];
+    double post_v[2][64];
     SN_ASSERT(nth <= 64);
     struct cs_barrier bar = {.n = nth};
 #pragma omp parallel num_threads(nth)
@@ -555,7 +562,7 @@ static void write_dataset(hid_t file, const char *name, hid_t ftype, hid_t mtype
                           int rank, const hsize_t *dims, const void *data)
 {
     hid_t sp = H5Screate_simple(rank, dims, NULL);
-    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t pl = h5_dcpl_untimed();
     if (dims[0] > 0) {
         /* chunks of about 1 MiB rows, shuffled and deflated */
         hsize_t chunk[2] = {dims[0], rank > 1 ? dims[1] : 1};

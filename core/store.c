@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5util.h"
+#include "knn.h"
 #include "log.h"
 
 /* Deflate level: features compress little, so the fastest level keeps
@@ -263,7 +265,7 @@ static hid_t features_create(hid_t file, int cells, int d)
     hsize_t maxd[3] = {H5S_UNLIMITED, (hsize_t)cells, (hsize_t)d};
     hsize_t chunk[3] = {1, (hsize_t)cells, (hsize_t)d};
     hid_t sp = H5Screate_simple(3, dims, maxd);
-    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t pl = h5_dcpl_untimed();
     STORE_H5(H5Pset_chunk(pl, 3, chunk));
     STORE_H5(H5Pset_shuffle(pl));
     STORE_H5(H5Pset_deflate(pl, STORE_DEFLATE));
@@ -312,6 +314,11 @@ int store_writer_open(struct store_writer **wp, const char *path,
 int store_writer_put(struct store_writer *w, const float *feat, const char *image_path,
                      int label)
 {
+    char what[4200];
+    snprintf(what, sizeof what, "features of %s", image_path ? image_path : "(image)");
+    int st = knn_check_finite(feat, w->cells, w->d, what);
+    if (st != SN_OK) return st;
+
     /* one more image: extend by one chunk and write it */
     hsize_t dims[3] = {(hsize_t)w->n + 1, (hsize_t)w->cells, (hsize_t)w->d};
     STORE_H5(H5Dset_extent(w->dset, dims));
@@ -341,17 +348,18 @@ static void write_paths_labels(hid_t file, char **paths, const int *labels, long
     hid_t sp = H5Screate_simple(1, dims, NULL);
     hid_t st = H5Tcopy(H5T_C_S1);
     STORE_H5(H5Tset_size(st, H5T_VARIABLE));
-    hid_t ds = H5Dcreate2(file, "paths", st, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t pl = h5_dcpl_untimed();
+    hid_t ds = H5Dcreate2(file, "paths", st, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
     STORE_H5(ds);
     if (n) STORE_H5(H5Dwrite(ds, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, paths));
     H5Dclose(ds);
     H5Tclose(st);
 
-    ds = H5Dcreate2(file, "labels", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                    H5P_DEFAULT);
+    ds = H5Dcreate2(file, "labels", H5T_STD_I32LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
     STORE_H5(ds);
     if (n) STORE_H5(H5Dwrite(ds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels));
     H5Dclose(ds);
+    H5Pclose(pl);
     H5Sclose(sp);
 }
 

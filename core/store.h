@@ -83,7 +83,8 @@ struct store_reader;
 /* Create the temporary file for path; cells = grid^2 (rows per image). */
 int store_writer_open(struct store_writer **w, const char *path,
                       const struct store_meta *m, int cells);
-/* Append one image: features (cells x d), its source path and label. */
+/* Append one image: features (cells x d), its source path and label; NaN or
+ * infinite features are a user error naming the image. */
 int store_writer_put(struct store_writer *w, const float *feat, const char *image_path,
                      int label);
 /* Write the paths/labels and the complete flag, close and rename into place;

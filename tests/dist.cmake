@@ -36,3 +36,8 @@ snarm_sh_test(NAME test_dist_slurm SCRIPT test_dist_slurm.sh LABELS slurm TIMEOU
               ARGS ${SNARM_DIST_DEMO})
 set_tests_properties(test_dist_slurm PROPERTIES FIXTURES_REQUIRED dist_demo
     RUN_SERIAL TRUE)
+
+# The same guarantees with the real pipeline at toy sizes.
+snarm_sh_test(NAME test_pipeline_mpi SCRIPT test_pipeline_mpi.sh LABELS mpi TIMEOUT 1200
+              ARGS ${SNARM_DIST_DEMO} ${MPIEXEC_EXECUTABLE})
+set_tests_properties(test_pipeline_mpi PROPERTIES FIXTURES_REQUIRED dist_demo)

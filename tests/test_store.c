@@ -192,7 +192,9 @@ static void check_abort(const char *dir)
     struct store_writer *w;
     float f[CELLS * DIM] = {0};
     TU_CHECK(store_writer_open(&w, path, &m, CELLS) == SN_OK);
-    store_writer_put(w, f, "a.png", 0);
+    TU_CHECK(store_writer_put(w, f, "a.png", 0) == SN_OK);
+    f[3 * DIM + 1] = 0.0f / 0.0f;
+    TU_CHECK_ERR(store_writer_put(w, f, "b.png", 0), "features of b.png row 3");
     store_writer_abort(w);
     TU_CHECK(!sn_file_exists(path) && count_tmp_files(dir) == 0);
 }
