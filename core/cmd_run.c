@@ -235,16 +235,23 @@ static int run_units(const struct run_args *a, const struct sn_config *cfg,
     return SN_OK;
 }
 
-/* Say first, before anything else, when the backbone is not pretrained. */
-static void weights_notice(const struct sn_config *cfg)
+/* Say first, before anything else, when the backbone is not pretrained; a
+ * missing weights file that may not be replaced stops the run at once rather
+ * than failing every unit. */
+static int weights_notice(const struct sn_config *cfg)
 {
     const char *w = cfg->backbone.weights;
-    if (sn_file_exists(w) || strcmp(cfg->backbone.weights_missing, "random")) return;
+    if (sn_file_exists(w)) return SN_OK;
+    if (strcmp(cfg->backbone.weights_missing, "random"))
+        return sn_error("backbone weights %s not found (backbone.weights); give the "
+                        "file, or set backbone.weights_missing: random for a labelled "
+                        "random initialisation", *w ? w : "(none given)");
     printf("NOTE: backbone weights %s not found. This run uses a seeded RANDOM\n"
            "NOTE: initialisation of %s (seed %ld); every output and table is labelled\n"
            "NOTE: 'RANDOM INIT'. Its numbers test the machinery, not the method.\n",
            *w ? w : "(none given)", cfg->backbone.arch, cfg->run.seed);
     fflush(stdout);
+    return SN_OK;
 }
 
 static int run_main(const struct run_args *a, int rank)
@@ -252,21 +259,23 @@ static int run_main(const struct run_args *a, int rank)
     /* the resolved experiment, printed and stored by rank 0 */
     static struct sn_config cfg;
     int st = agree(config_setup(a, &cfg));
-    if (st == SN_OK && rank == 0) weights_notice(&cfg);
+    /* the backbone's weights matter only when units really run */
+    int real = !a->mock && !a->dry_run && !a->collect_only;
+    if (st == SN_OK && real) st = agree(rank == 0 ? weights_notice(&cfg) : SN_OK);
     if (st == SN_OK && rank == 0) config_print(&cfg, stdout);
     fflush(stdout);
+
+    /* the datasets and the units, checked before anything is written */
+    struct ds_dataset *ds = NULL;
+    struct sweep s = {0};
+    if (st == SN_OK) st = agree(datasets_open(&cfg, &ds));
+    if (st == SN_OK) st = agree(sweep_expand(&s, &cfg, ds, cfg.data.roots.n));
     if (st == SN_OK && rank == 0 && !a->dry_run && !a->collect_only) {
         char *text = config_to_string(&cfg);
         st = runstate_open(cfg.run.out_dir, text, a->resume || a->n_shards > 1);
         sn_free(text);
     }
     st = agree(st);
-
-    /* the datasets and the units */
-    struct ds_dataset *ds = NULL;
-    struct sweep s = {0};
-    if (st == SN_OK) st = agree(datasets_open(&cfg, &ds));
-    if (st == SN_OK) st = agree(sweep_expand(&s, &cfg, ds, cfg.data.roots.n));
 
     if (st == SN_OK && !a->collect_only) st = run_units(a, &cfg, &s, rank);
     int tables = a->collect_only || (!a->dry_run && a->n_shards == 1);

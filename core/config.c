@@ -530,6 +530,22 @@ static int load_grid(struct yctx *y, yaml_node_t *g)
     return SN_OK;
 }
 
+/* Whether the key of pair p already appeared earlier in mapping m: YAML
+ * leaves duplicates to the application, and a silent "last one wins" would
+ * hide a mistake. */
+static int pair_repeats(yaml_document_t *doc, yaml_node_t *m, yaml_node_pair_t *p)
+{
+    yaml_node_t *k = yaml_document_get_node(doc, p->key);
+    if (k->type != YAML_SCALAR_NODE) return 0;
+    for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+        yaml_node_t *e = yaml_document_get_node(doc, q->key);
+        if (e->type == YAML_SCALAR_NODE &&
+            !strcmp((const char *)e->data.scalar.value, (const char *)k->data.scalar.value))
+            return 1;
+    }
+    return 0;
+}
+
 static int load_section(struct yctx *y, const char *sec, yaml_node_t *m)
 {
     char where[CFG_STR + 64];
@@ -544,6 +560,8 @@ static int load_section(struct yctx *y, const char *sec, yaml_node_t *m)
         if (kn->type != YAML_SCALAR_NODE)
             return sn_error("%s: keys of section '%s' must be plain names", where, sec);
         const char *name = (const char *)kn->data.scalar.value;
+        if (pair_repeats(y->doc, m, p))
+            return sn_error("%s: key '%s.%s' is given twice", where, sec, name);
         if (!strcmp(sec, "sweep") && !strcmp(name, "grid")) {
             if (load_grid(y, vn)) return SN_EUSER;
             continue;
@@ -577,6 +595,8 @@ static int load_document(struct yctx *y)
         if (kn->type != YAML_SCALAR_NODE)
             return sn_error("%s: section names must be plain names", where);
         const char *sec = (const char *)kn->data.scalar.value;
+        if (pair_repeats(y->doc, root, p))
+            return sn_error("%s: section '%s' is given twice", where, sec);
         if (!section_known(sec))
             return sn_error("%s: unknown section '%s' (known: run, data, backbone, "
                             "features, bank, matching, decoder, train, predict, sweep)",

@@ -88,6 +88,8 @@ static void test_bad_inputs(void)
         {"train: [1, 2]\n", "section 'train' must be a mapping"},
         {"- a\n- b\n", "the top level must be a mapping"},
         {"train:\n  steps: 3\n   lr: 2\n", "exp.yaml:3: YAML syntax error"},
+        {"train:\n  steps: 3\n  steps: 4\n", "exp.yaml:3: key 'train.steps' is given twice"},
+        {"train: {steps: 3}\ntrain: {lr: 1}\n", "exp.yaml:2: section 'train' is given twice"},
     };
     for (size_t i = 0; i < SN_ARRAY_LEN(cases); i++)
         TU_CHECK_ERR(load(cases[i][0]), cases[i][1]);
