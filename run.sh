@@ -48,13 +48,13 @@ compile() {
 # experiments/demo.yaml (resuming whatever an earlier run finished), then the
 # report and heat-map pictures of its SNARM units.
 main_job() {
-    local data=$root/demo/snarm_demo run=$root/runs/demo
+    local data=demo/snarm_demo run=runs/demo
     "$build/snarm" demo-data "$data"
-    "$build/snarm" run "$root/experiments/demo.yaml" --resume
-    "$build/snarm" report "$run" --out "$root/results/DEMO.md" \
+    "$build/snarm" run experiments/demo.yaml --resume
+    "$build/snarm" report "$run" --out results/DEMO.md \
         --title "The main job on the built-in generated data" \
         --command "./run.sh main" \
-        --notes "$(cat "$root/results/DEMO-NOTES.txt")"
+        --notes "$(cat results/DEMO-NOTES.txt)"
     for cls in disc weave; do
         "$build/snarm" render "$run/units/snarm_demo/single/$cls/snarm/seed0/g0/maps.h5" \
             "$run/render/$cls" --worst 6
