@@ -9,7 +9,10 @@
  *   2. start from one point drawn from the seed; it is the first selected;
  *   3. repeatedly add the point farthest (L2, in the projection) from the
  *      selected set, ties broken by the lower index, keeping every point's
- *      distance to its nearest selected point up to date.
+ *      distance to its nearest selected point up to date. Distances are
+ *      exact sums in double over the float projection, so near-ties that
+ *      float sums cannot resolve (they occur at 10^5 points) still go the
+ *      way a double-precision reference loop takes them.
  * The same seed gives the same selection. T >= n keeps every feature
  * (indices 0..n-1, no projection); T == 0 or n == 0 is a user error.
  *

@@ -2,22 +2,27 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "common.h"
 #include "log.h"
 
 /*
- * Tiling. Each GEMM multiplies a tile of up to KNN_QT queries by a block of
- * KNN_BT bank vectors; the block (16 MiB at d = 1024) stays in the L3 cache
- * while the BLAS streams every query of the tile past it. The BLAS repacks
- * the query tile for every block, so blocks this large keep the blocked
- * product within about 2 % of one GEMM over the whole bank. The distance
- * tile is scanned right after it is written, its rows split over the
- * threads.
+ * Tiling and threads. The queries are split between the threads; each runs
+ * its own single-threaded GEMMs and scans its own distance tiles, so the
+ * threads meet once per search instead of once per bank block (on a shared
+ * machine a pre-empted thread would hold up every meeting). Each GEMM
+ * multiplies a tile of up to KNN_QT queries by a block of KNN_BT bank
+ * vectors (16 MiB at d = 1024, kept in the L3 cache while the queries stream
+ * past it). The BLAS repacks the queries for every block, so blocks this
+ * large keep the blocked product within about 2 % of one GEMM over the
+ * whole bank.
  */
 #define KNN_QT 4096
 #define KNN_BT 4096
+/* Fewest queries per thread worth a thread of its own. */
+#define KNN_MIN_ROWS 256
 
 /* Extra shortlist entries re-scored exactly. A true neighbour is lost only
  * if more than this many other bank vectors sit within GEMM rounding (about
@@ -192,10 +197,42 @@ static void search_tile(const float *bank, const float *bn, long nb, int d,
                     bank + j0 * d, d, 0.0f, tile, nbt);
 
         /* shortlist update, one query row per iteration */
-#pragma omp parallel for schedule(static) if ((long)nq * nbt > 65536)
         for (int r = 0; r < nq; r++)
             scan_row(&lists[r], tile + (long)r * nbt, bn + j0, qn[r], j0, nbt);
     }
+}
+
+/* Queries q (nq of them) against the whole bank, in tiles of KNN_QT. */
+static void search_rows(const float *bank, const float *bn, long nb, int d,
+                        const float *q, const float *qn, long nq, int k, int *idx,
+                        float *dist2)
+{
+    int keff = knn_effective_k(nb, k);
+    int K = (int)SN_MIN((long)keff + KNN_SLACK, nb);
+    int qt = (int)SN_MIN((long)KNN_QT, nq);
+    float *ld = sn_malloc(sizeof(float) * (size_t)qt * K);
+    int *li = sn_malloc(sizeof(int) * (size_t)qt * K);
+    struct knn_list *lists = sn_malloc(sizeof(*lists) * (size_t)qt);
+    float *tile = sn_aligned(sizeof(float) * (size_t)qt * SN_MIN((long)KNN_BT, nb));
+
+    for (long q0 = 0; q0 < nq; q0 += qt) {
+        int n = (int)SN_MIN((long)qt, nq - q0);
+        for (int r = 0; r < n; r++) {
+            lists[r] = (struct knn_list){ld + (long)r * K, li + (long)r * K, K};
+            for (int a = 0; a < K; a++)
+                lists[r].d[a] = INFINITY, lists[r].i[a] = -1;
+        }
+        search_tile(bank, bn, nb, d, q + q0 * d, qn + q0, n, lists, tile);
+
+        /* exact re-score of the shortlists */
+        for (int r = 0; r < n; r++)
+            list_finish(&lists[r], bank, q + (q0 + r) * d, d, keff, k, idx + (q0 + r) * k,
+                        dist2 + (q0 + r) * k);
+    }
+    sn_free(tile);
+    sn_free(lists);
+    sn_free(li);
+    sn_free(ld);
 }
 
 static int check_args(long nb, int d, long nq, int k)
@@ -233,34 +270,21 @@ int knn_search(const float *bank, const float *bank_norms, long nb, int d, const
     st = check_norms(bank, bank_norms, nb, d, "memory bank");
     if (st == SN_OK) st = check_norms(q, qn, nq, d, "query features");
 
-    /* shortlists and the distance tile */
-    int K = (int)SN_MIN((long)keff + KNN_SLACK, nb);
-    int qt = (int)SN_MIN((long)KNN_QT, nq);
-    float *ld = sn_malloc(sizeof(float) * (size_t)qt * K);
-    int *li = sn_malloc(sizeof(int) * (size_t)qt * K);
-    struct knn_list *lists = sn_malloc(sizeof(*lists) * (size_t)qt);
-    float *tile = sn_aligned(sizeof(float) * (size_t)qt * SN_MIN((long)KNN_BT, nb));
-
-    for (long q0 = 0; st == SN_OK && q0 < nq; q0 += qt) {
-        int n = (int)SN_MIN((long)qt, nq - q0);
-        for (int r = 0; r < n; r++) {
-            lists[r] = (struct knn_list){ld + (long)r * K, li + (long)r * K, K};
-            for (int a = 0; a < K; a++)
-                lists[r].d[a] = INFINITY, lists[r].i[a] = -1;
-        }
-        search_tile(bank, bank_norms, nb, d, q + q0 * d, qn + q0, n, lists, tile);
-
-        /* exact re-score of the shortlists */
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < n; r++)
-            list_finish(&lists[r], bank, q + (q0 + r) * d, d, keff, k, idx + (q0 + r) * k,
-                        dist2 + (q0 + r) * k);
+    /* the queries split over the threads, each with a single-threaded BLAS */
+    int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+    nth = (int)SN_MAX(1, SN_MIN((long)nth, nq / KNN_MIN_ROWS));
+    int blas_threads = openblas_get_num_threads();
+    if (st == SN_OK && nth > 1) openblas_set_num_threads(1);
+#pragma omp parallel num_threads(nth) if (st == SN_OK && nth > 1)
+    {
+        int me = omp_get_thread_num(), nt = omp_get_num_threads();
+        long q0 = nq * me / nt, q1 = nq * (me + 1) / nt;
+        if (st == SN_OK && q1 > q0)
+            search_rows(bank, bank_norms, nb, d, q + q0 * d, qn + q0, q1 - q0, k,
+                        idx + q0 * k, dist2 + q0 * k);
     }
+    if (st == SN_OK && nth > 1) openblas_set_num_threads(blas_threads);
 
-    sn_free(tile);
-    sn_free(lists);
-    sn_free(li);
-    sn_free(ld);
     sn_free(qn);
     sn_free(bn_own);
     return st;

@@ -9,6 +9,9 @@ and runs one of two loops for T points, timing projection and loop:
              over both; the start point is an anchor, T - 1 points follow it
   torch      a tight loop: squared norms once, one matrix-vector product and
              an in-place minimum per step, argmax
+  float64    the tight loop in double precision on the same float32
+             projection: the arbiter when the float32 loops disagree (their
+             matrix form loses digits to cancellation)
 Both take the first index on ties (torch.argmax). Writes the selection
 (int64, start point first) to OUT and prints "TIME <seconds>".
 
@@ -48,7 +51,7 @@ def patchcore_loop(z, start, T):
 
 def tight_loop(z, start, T):
     z2 = (z * z).sum(1)
-    mind = torch.full((z.shape[0],), float("inf"))
+    mind = torch.full((z.shape[0],), float("inf"), dtype=z.dtype)
     sel = [start]
     c = start
     for _ in range(T - 1):
@@ -71,6 +74,8 @@ def main():
     with torch.no_grad():
         t0 = time.perf_counter()
         z = x @ p.T
+        if mode == "float64":
+            z = z.double()
         sel = loop(z, start, T)
         t = time.perf_counter() - t0
     np.asarray(sel, np.int64).tofile(out)
