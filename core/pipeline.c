@@ -247,10 +247,14 @@ static int synth_load(void *ctx, int i, float *hwc, const char **path, int *labe
     long px = (long)c->data.crop * c->data.crop;
     if (load_crop(c, smp->path, s->clean)) return SN_EUSER;
 
-    /* Each sample has its own stream: the same seed gives the same defects
-     * whatever the batch size or the order of extraction. */
+    /* Each sample has its own stream, named by class and file name rather
+     * than by the full path: the same seed gives the same defects whatever
+     * the batch size, the order of extraction or where the data lives. */
+    char name[600];
+    const char *base = strrchr(smp->path, '/');
+    snprintf(name, sizeof name, "%s/%s", s->cls->name, base ? base + 1 : smp->path);
     struct rng_state r;
-    rng_seed(&r, s->seed, rng_hash_str(smp->path) + (uint64_t)(i % s->per_image));
+    rng_seed(&r, s->seed, rng_hash_str(name) + (uint64_t)(i % s->per_image));
     struct synth_opts o = {c->train.clean_fraction, c->train.opacity_min,
                            c->train.opacity_max, s->object};
     *label = synth_defect(s->clean, c->data.crop, c->data.crop, &o, &r, hwc,

@@ -173,8 +173,8 @@ int main(void)
     printf("held-out synthetic defects, pixel AUROC: %.3f before training, %.3f after\n",
            before, after);
     TU_CHECK_MSG(last < 0.75 * first, "loss fell only from %g to %g", first, last);
-    TU_CHECK_MSG(after > 0.70, "held-out P-AUROC %.3f not well above chance", after);
-    TU_CHECK_MSG(after > before + 0.05, "training did not improve P-AUROC (%.3f -> %.3f)",
+    TU_CHECK_MSG(after > 0.65, "held-out P-AUROC %.3f not well above chance", after);
+    TU_CHECK_MSG(after > before + 0.1, "training did not improve P-AUROC (%.3f -> %.3f)",
                  before, after);
 
     trainer_free(&t);
