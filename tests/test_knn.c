@@ -101,6 +101,34 @@ static void check_blocks(long nb, long nq, int d, int k)
     free(b), free(q), free(bn), free(idx), free(dist);
 }
 
+/* Searches from inside a parallel region (each thread its own queries, the
+ * BLAS called concurrently) give what one search gives. */
+static void check_nested(void)
+{
+    long nb = 3000, nq = 600;
+    int d = 24, k = 3;
+    struct rng_state r;
+    rng_seed(&r, 5, 5);
+    float *b = malloc(sizeof(float) * (size_t)nb * d);
+    float *q = malloc(sizeof(float) * (size_t)nq * d);
+    rng_fill_normal(&r, b, nb * d, 1.0f);
+    rng_fill_normal(&r, q, nq * d, 1.0f);
+    int *one = malloc(sizeof(int) * (size_t)nq * k), *par = malloc(sizeof(int) * nq * k);
+    float *d1 = malloc(sizeof(float) * (size_t)nq * k),
+          *d2 = malloc(sizeof(float) * nq * k);
+    TU_CHECK(knn_search(b, NULL, nb, d, q, nq, k, one, d1) == SN_OK);
+    int bad = 0;
+#pragma omp parallel for num_threads(2) reduction(+ : bad)
+    for (int part = 0; part < 4; part++) {
+        long q0 = nq * part / 4, n = nq / 4;
+        bad += knn_search(b, NULL, nb, d, q + q0 * d, n, k, par + q0 * k, d2 + q0 * k);
+    }
+    TU_CHECK(bad == 0);
+    TU_CHECK(!memcmp(one, par, sizeof(int) * nq * k) &&
+             !memcmp(d1, d2, sizeof(float) * nq * k));
+    free(b), free(q), free(one), free(par), free(d1), free(d2);
+}
+
 static void check_errors(void)
 {
     float b[4 * 3] = {0}, q[2 * 3] = {0};
@@ -129,6 +157,7 @@ int main(void)
     check_ref_case("big_k");
     check_blocks(9000, 300, 40, 4); /* 3 bank blocks, the last partial */
     check_blocks(4500, 4200, 8, 3); /* 2 query tiles, 2 bank blocks */
+    check_nested();
     check_errors();
     return tu_finish("test_knn");
 }
