@@ -371,7 +371,8 @@ static void barrier_wait(struct cs_barrier *b)
 #endif
     }
     atomic_fetch_add(&b->sleepers, 1);
-    while (atomic_load(&b->gen) == gen) futex_wait(&b->gen, gen);
+    while (atomic_load(&b->gen) == gen)
+        futex_wait(&b->gen, gen);
     atomic_fetch_sub(&b->sleepers, 1);
 }
 
@@ -412,7 +413,8 @@ static void greedy_loop(struct cs_state *st, long start, long T, long *selected)
         centre_make(st, start, &ce);
         for (long t = 1; t < T; t++) {
             int slot = (int)(t & 1);
-            for (long b = b0; b < b1; b++) block_step(st, b, &ce);
+            for (long b = b0; b < b1; b++)
+                block_step(st, b, &ce);
             post_i[slot][me] = range_argmax(st, b0, b1, &post_v[slot][me]);
             barrier_wait(&bar);
             int best = 0;

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "coreset.h"
@@ -179,6 +180,9 @@ static void check_bank(void)
     TU_CHECK_ERR(bank_build(x, n, d, 0, 8, 4, &c), "bank.coreset");
     bank_free(&b);
     free(x);
+    unlink(path);
+    *strrchr(path, '/') = 0;
+    rmdir(path);
 }
 
 int main(void)

@@ -199,6 +199,14 @@ static void check_abort(const char *dir)
     TU_CHECK(!sn_file_exists(path) && count_tmp_files(dir) == 0);
 }
 
+/* Remove the test's temporary tree (only names made above live there). */
+static int system_rm(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
 int main(void)
 {
     const char *dir = tu_tmpdir("store");
@@ -211,5 +219,6 @@ int main(void)
     snprintf(path, sizeof path, "%s/h.bin", dir);
     TU_CHECK(sn_write_file_atomic(path, "abc", 3) == SN_OK);
     TU_CHECK(store_hash_file(path, hash) == SN_OK && !strcmp(hash, "e71fa2190541574b"));
+    TU_CHECK(system_rm(dir) == 0);
     return tu_finish("test_store");
 }
