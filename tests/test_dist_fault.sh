@@ -114,6 +114,13 @@ rank=$(pgrep -P $mpi | tail -n 1 || true)
 [ -n "$rank" ] && kill -9 "$rank"
 st=0
 wait $mpi || st=$?
+# mpirun can return while the surviving ranks are still being torn down and
+# one of them may yet finish a unit: wait until none is left before counting.
+for _ in $(seq 1 200); do
+    pgrep -f "snarm run $work/exp.yaml" >/dev/null || break
+    sleep 0.05
+done
+pkill -9 -f "snarm run $work/exp.yaml" 2>/dev/null || true
 unset SNARM_MOCK_SLEEP_MS
 check "external: a rank was killed and the sweep failed" [ -n "$rank" -a $st != 0 ]
 resume_and_check external
