@@ -4,6 +4,11 @@
 #   ./run.sh main   install what is missing, build, and run the main job on the
 #                   built-in generated data (results in results/DEMO.md)
 #   ./run.sh test   install what is missing, build, and run the whole test suite
+#   ./run.sh real [SHARED]
+#                   the real-data sweeps (MVTec AD bottle and the magnetic
+#                   tiles, SNARM and the PatchCore baseline, ViT-Ti/16 and
+#                   ResNet-18) from SHARED (default ../shared); results in
+#                   results/REAL.md. SNARM_REAL=vit_tiny or resnet18 runs one.
 #
 # Environment: SNARM_BUILD (build folder, default build), SNARM_JOBS (parallel
 # compile jobs, default nproc), SNARM_NO_INSTALL=1 (skip the package step).
@@ -62,6 +67,23 @@ main_job() {
     echo "run.sh: results in results/DEMO.md, pictures in runs/demo/render/*/index.html"
 }
 
+# The real-data sweeps: link the classes and weights, run each backbone's
+# sweep (resuming), then one page for all of them.
+real_job() {
+    local shared=${1:-$root/../shared} runs=() b
+    experiments/real_data.sh "$shared"
+    for b in ${SNARM_REAL:-vit_tiny resnet18}; do
+        [ -f "experiments/real_$b.yaml" ] || { echo "run.sh: no experiments/real_$b.yaml" >&2; exit 2; }
+        "$build/snarm" run "experiments/real_$b.yaml" --resume
+        runs+=("runs/real_$b")
+    done
+    "$build/snarm" report "${runs[@]}" --out results/REAL.md \
+        --title "SNARM and the PatchCore baseline on real images" \
+        --command "./run.sh real" \
+        --notes "$(cat results/REAL-NOTES.txt)"
+    echo "run.sh: results in results/REAL.md"
+}
+
 test_suite() {
     cd "$build"
     OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure --timeout 1200 -j 1
@@ -78,8 +100,13 @@ test)
     compile
     test_suite
     ;;
+real)
+    install $build_pkgs
+    compile
+    real_job "${2:-}"
+    ;;
 *)
-    echo "usage: ./run.sh main | test" >&2
+    echo "usage: ./run.sh main | test | real [SHARED]" >&2
     exit 2
     ;;
 esac

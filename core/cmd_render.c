@@ -77,6 +77,7 @@ static int render_parse_list(const char *s, const struct maps_file *m, int *pick
         if (k < cap) pick[k++] = (int)v;
     }
     sn_free(dup);
+    if (!rc && k == 0) rc = sn_error("--images: '%s' names no image index of %s", s, m->file);
     return rc ? -1 : k;
 }
 

@@ -239,6 +239,10 @@ int sn_write_file_atomic(const char *path, const void *data, size_t n)
 
 char *sn_read_file(const char *path, size_t *len)
 {
+    if (sn_dir_exists(path)) {
+        sn_error("%s is a folder, not a file", path);
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         sn_error("cannot open %s: %s", path, strerror(errno));

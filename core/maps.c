@@ -483,6 +483,7 @@ int maps_open(const char *path, struct maps_file *m)
     m->h5 = h;
 
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (sn_dir_exists(path)) return sn_error("%s is a folder, not a maps file", path);
     if (!sn_file_exists(path)) return sn_error("maps file %s does not exist", path);
     h->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (h->file < 0) return sn_error("%s is not a readable HDF5 maps file", path);

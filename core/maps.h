@@ -88,7 +88,7 @@ struct maps_file {
     uint8_t *masks; /* N*H*W, 0/1 */
     int has_images; /* the file has /images */
     /* Root attributes; "" when absent. config is NULL when absent. */
-    char method[64], setting[64], dataset[64], backbone[64];
+    char method[64], setting[64], dataset[64], backbone[256];
     char version[32], created[40], maps_dtype[16];
     char *config;
     char file[1024]; /* the path the file was opened from */

@@ -36,6 +36,9 @@ printf 'train:\n  steps: 10\n  lrr: 1\n' >"$d/bad.yaml"
 expect 1 "unknown key" -- "$bin" config "$d/bad.yaml"
 expect_text "$d/bad.yaml:3: unknown key 'train.lrr'" "unknown key message" -- \
     "$bin" config "$d/bad.yaml"
+expect 1 "a folder as the configuration" -- "$bin" config "$d"
+expect_text "$d is a folder, not a file" "folder message" -- "$bin" config "$d"
+expect_text "$d is a folder, not a maps file" "folder as maps file" -- "$bin" metrics "$d"
 printf 'train:\n  steps: ten\n' >"$d/bad2.yaml"
 expect_text "bad2.yaml:2: train.steps expects an integer" "wrong type message" -- \
     "$bin" config "$d/bad2.yaml"
