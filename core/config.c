@@ -193,6 +193,8 @@ static const char *list_words[][8] = {
 /* ------------------------------------------------------------------------- */
 /* Setting one key from text.                                                 */
 
+_Static_assert(SN_ARRAY_LEN(keys) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
+
 static const struct key_desc *key_find(const char *section, const char *name)
 {
     for (size_t i = 0; i < SN_ARRAY_LEN(keys); i++)
@@ -382,7 +384,9 @@ int config_set(struct sn_config *c, const char *key, const char *value)
 {
     const struct key_desc *k;
     if (key_lookup(key, &k, "setting")) return SN_EUSER;
-    return set_text(c, k, value, "setting");
+    if (set_text(c, k, value, "setting")) return SN_EUSER;
+    c->key_line[k - keys] = -1; /* no longer the file's value */
+    return SN_OK;
 }
 
 void config_defaults(struct sn_config *c)
@@ -569,6 +573,7 @@ static int load_section(struct yctx *y, const char *sec, yaml_node_t *m)
         const struct key_desc *k = key_find(sec, name);
         if (!k) return sn_error("%s: unknown key '%s.%s'", where, sec, name);
         if (load_key(y, k, vn)) return SN_EUSER;
+        y->c->key_line[k - keys] = (int)kn->start_mark.line + 1;
     }
     return SN_OK;
 }
@@ -625,7 +630,7 @@ int config_load_string(struct sn_config *c, const char *text, const char *path)
     int rc = load_document(&y);
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
-    if (rc == SN_OK) rc = config_validate(c);
+    if (rc == SN_OK && !c->defer_checks) rc = config_validate(c);
     return rc;
 }
 
@@ -643,23 +648,46 @@ int config_load(struct sn_config *c, const char *path)
     return rc;
 }
 
+/* "file:line" of the key "section.name" where the file set it, "--set" where
+ * an override did, else "file". */
+static const char *key_where(const struct sn_config *c, const char *dotted, char *buf,
+                             size_t cap)
+{
+    char sec[64];
+    size_t n = strcspn(dotted, ".");
+    snprintf(sec, sizeof sec, "%.*s", (int)n, dotted);
+    const struct key_desc *k = key_find(sec, dotted + n + (dotted[n] != 0));
+    int line = k ? c->key_line[k - keys] : 0;
+    if (line > 0) snprintf(buf, cap, "%s:%d", c->source, line);
+    else if (line < 0) snprintf(buf, cap, "--set %s", dotted);
+    else snprintf(buf, cap, "%s", c->source);
+    return buf;
+}
+
 int config_validate(const struct sn_config *c)
 {
-    const char *src = c->source;
+    char w[CFG_STR + 32];
+#define AT(key) key_where(c, key, w, sizeof w)
     if (c->data.crop > c->data.resize)
-        return sn_error("%s: data.crop (%d) is larger than data.resize (%d)", src,
+        return sn_error("%s: data.crop (%d) is larger than data.resize (%d)", AT("data.crop"),
                         c->data.crop, c->data.resize);
     if (c->backbone.layers.n == 0)
-        return sn_error("%s: backbone.layers is empty", src);
+        return sn_error("%s: backbone.layers is empty", AT("backbone.layers"));
     if (c->backbone.layers.n % c->backbone.groups)
         return sn_error("%s: backbone.layers (%d blocks) cannot be split into %d equal "
-                        "groups", src, c->backbone.layers.n, c->backbone.groups);
-    if (c->decoder.dilations.n == 0) return sn_error("%s: decoder.dilations is empty", src);
+                        "groups", AT("backbone.groups"), c->backbone.layers.n,
+                        c->backbone.groups);
+    if (c->decoder.dilations.n == 0)
+        return sn_error("%s: decoder.dilations is empty", AT("decoder.dilations"));
     if (c->train.opacity_min > c->train.opacity_max)
-        return sn_error("%s: train.opacity_min is above train.opacity_max", src);
-    if (c->sweep.settings.n == 0) return sn_error("%s: sweep.settings is empty", src);
-    if (c->sweep.methods.n == 0) return sn_error("%s: sweep.methods is empty", src);
-    if (c->sweep.seeds.n == 0) return sn_error("%s: sweep.seeds is empty", src);
+        return sn_error("%s: train.opacity_min is above train.opacity_max",
+                        AT("train.opacity_min"));
+    if (c->sweep.settings.n == 0)
+        return sn_error("%s: sweep.settings is empty", AT("sweep.settings"));
+    if (c->sweep.methods.n == 0)
+        return sn_error("%s: sweep.methods is empty", AT("sweep.methods"));
+    if (c->sweep.seeds.n == 0) return sn_error("%s: sweep.seeds is empty", AT("sweep.seeds"));
+#undef AT
     return SN_OK;
 }
 

@@ -41,8 +41,17 @@ struct cfg_axis {
     struct cfg_strlist values;
 };
 
+/* At least the number of keys in core/config.c's table. */
+#define CFG_MAX_KEYS 96
+
 struct sn_config {
     char source[CFG_STR]; /* the file it was read from, or "(defaults)" */
+    /* The line of the file each key was set on (0: not set by the file), so
+     * that checks across keys can name a line too. */
+    int key_line[CFG_MAX_KEYS];
+    /* Set by a caller that applies --set overrides after loading: the
+     * checks across keys then wait for its config_validate(). */
+    int defer_checks;
 
     struct {
         char name[CFG_STR];

@@ -37,6 +37,13 @@ expect 1 "unknown key" -- "$bin" config "$d/bad.yaml"
 expect_text "$d/bad.yaml:3: unknown key 'train.lrr'" "unknown key message" -- \
     "$bin" config "$d/bad.yaml"
 expect 1 "a folder as the configuration" -- "$bin" config "$d"
+printf 'data:\n  resize: 100\n  crop: 200\n' >"$d/cross.yaml"
+expect_text "cross.yaml:3: data.crop (200) is larger than data.resize (100)" \
+    "a check across keys names the line" -- "$bin" config "$d/cross.yaml"
+expect_text "--set data.crop: data.crop (300)" "a check across keys names the override" -- \
+    "$bin" config "$d/cross.yaml" --set data.crop=300
+expect 0 "an override repairs the file's value" -- "$bin" config "$d/cross.yaml" \
+    --set data.crop=50
 expect_text "$d is a folder, not a file" "folder message" -- "$bin" config "$d"
 expect_text "$d is a folder, not a maps file" "folder as maps file" -- "$bin" metrics "$d"
 printf 'train:\n  steps: ten\n' >"$d/bad2.yaml"
