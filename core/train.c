@@ -115,6 +115,22 @@ static int opts_resolve(struct trainer *t, const struct sn_config *cfg)
     return SN_OK;
 }
 
+/* The seconds of training steps a checkpoint holds, from PATH.seconds when
+ * it belongs to that very checkpoint (same step); otherwise unknown, 0. */
+static void seconds_read(struct trainer *t, const char *path)
+{
+    char spath[4200];
+    snprintf(spath, sizeof spath, "%s.seconds", path);
+    if (!sn_file_exists(spath)) return;
+    size_t n = 0;
+    char *text = sn_read_file(spath, &n);
+    long step = -1;
+    double sec = 0;
+    if (text && sscanf(text, "%ld %lf", &step, &sec) == 2 && step == t->step && sec >= 0)
+        t->seconds_before = sec;
+    sn_free(text);
+}
+
 int trainer_init(struct trainer *t, const struct sn_config *cfg,
                  const struct train_source *src, const struct trainer_opts *opts)
 {
@@ -158,8 +174,11 @@ int trainer_init(struct trainer *t, const struct sn_config *cfg,
     if (t->opts.resume && t->opts.checkpoint_path &&
         sn_file_exists(t->opts.checkpoint_path)) {
         st = trainer_load(t, t->opts.checkpoint_path);
-        if (st == SN_OK)
+        if (st == SN_OK) {
             log_info("resumed %s at step %ld", t->opts.checkpoint_path, t->step);
+            t->resumed_step = t->step;
+            seconds_read(t, t->opts.checkpoint_path);
+        }
     }
     return st;
 }
@@ -367,6 +386,7 @@ int trainer_run(struct trainer *t, long until)
         t->acc_nav += info.loss_nav;
         t->acc_head += info.loss_head;
         t->acc_sec += info.seconds;
+        t->seconds_run += info.seconds;
         t->acc_steps++;
         if (t->step % t->cfg->train.log_every == 0 || t->step == until)
             log_interval(t, info.branch);
@@ -461,7 +481,15 @@ int trainer_save(const struct trainer *t, const char *path)
     sn_free(conf);
     string_attr_write(f, "version", sn_version());
     STORE_H5(H5Fclose(f));
-    return sn_rename_into_place(tmp, path);
+    int st = sn_rename_into_place(tmp, path);
+    if (st == SN_OK) {
+        char spath[4200], text[96];
+        snprintf(spath, sizeof spath, "%s.seconds", path);
+        int n = snprintf(text, sizeof text, "%ld %.3f\n", t->step,
+                         t->seconds_before + t->seconds_run);
+        st = sn_write_file_atomic(spath, text, (size_t)n);
+    }
+    return st;
 }
 
 static int order_read(hid_t f, const char *path, struct trainer *t)

@@ -109,6 +109,12 @@ struct trainer {
     /* Log interval accumulators. */
     double acc_nav, acc_head, acc_sec;
     long acc_steps;
+
+    /* Seconds of training steps: those a resumed checkpoint held (kept
+     * beside it, since the checkpoint itself holds no clock time) and
+     * those of this run. */
+    long resumed_step;
+    double seconds_before, seconds_run;
 };
 
 /* Set up the decoder (fresh from run.seed, or from the checkpoint when
@@ -123,6 +129,8 @@ int trainer_step(struct trainer *t, struct train_step_info *info);
  * logging and checkpoints; a checkpoint is also written at the end. */
 int trainer_run(struct trainer *t, long until);
 
+/* The checkpoint, then "PATH.seconds": its step and the seconds of training
+ * steps it holds. */
 int trainer_save(const struct trainer *t, const char *path);
 int trainer_load(struct trainer *t, const char *path);
 

@@ -256,6 +256,12 @@ int unit_train(struct pipeline *p, const struct sweep_unit *u,
     return SN_OK;
 }
 
+void unit_model_resumed(const struct unit_model *m, long *step, double *seconds)
+{
+    *step = m->trainer.resumed_step;
+    *seconds = m->trainer.seconds_before;
+}
+
 int unit_model_predict(struct unit_model *m, const float *f, const float *R, float *maps,
                        int *n_maps)
 {

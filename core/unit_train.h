@@ -30,6 +30,9 @@ int unit_train(struct pipeline *p, const struct sweep_unit *u,
 int unit_model_predict(struct unit_model *m, const float *f, const float *R, float *maps,
                        int *n_maps);
 int unit_model_n_maps(const struct unit_model *m);
+/* Where training resumed (0: from scratch) and the seconds of training steps
+ * done before that, by the run that wrote the checkpoint. */
+void unit_model_resumed(const struct unit_model *m, long *step, double *seconds);
 void unit_model_free(struct unit_model *m);
 
 #endif

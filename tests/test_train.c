@@ -336,12 +336,28 @@ static void test_resume(void)
     o.checkpoint_path = pb;
     TU_CHECK(trainer_init(&b, &cfg, &src, &o) == SN_OK);
     TU_CHECK(trainer_run(&b, 3) == SN_OK);
+    double ran = b.seconds_run;
+    TU_CHECK(ran > 0);
     for (int k = 0; k < 3; k++)
         lb[k][0] = la[k][0], lb[k][1] = la[k][1];
     trainer_free(&b);
     o.resume = 1;
     TU_CHECK(trainer_init(&b, &cfg, &src, &o) == SN_OK);
     TU_CHECK(b.step == 3);
+    /* The clock time of the first 3 steps came along (it is kept beside the
+     * checkpoint, to the millisecond), and a stale file is not believed. */
+    TU_CHECK(b.resumed_step == 3);
+    TU_CHECK_MSG(fabs(b.seconds_before - ran) < 1e-3, "seconds before the resume %.6f, "
+                 "ran %.6f", b.seconds_before, ran);
+    {
+        struct trainer c;
+        char spath[700];
+        snprintf(spath, sizeof spath, "%s.seconds", pb);
+        TU_CHECK(sn_write_file_atomic(spath, "2 99.0\n", 7) == SN_OK);
+        TU_CHECK(trainer_init(&c, &cfg, &src, &o) == SN_OK);
+        TU_CHECK(c.step == 3 && c.seconds_before == 0);
+        trainer_free(&c);
+    }
     run_steps(&b, 4, lb, 3);
 
     TU_CHECK_MSG(!memcmp(la, lb, sizeof la), "resumed losses differ");
