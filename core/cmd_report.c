@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,9 +200,11 @@ static void comparison(FILE *out, const struct report_run *runs, int nruns)
                             "|---|---|---|---|---|---|---|\n");
                 fprintf(out, "| %.*s | %s | %s |", (int)strcspn(r->backbone, ","), r->backbone,
                         s->id, cls);
-                for (int m = 0; m < 4; m++)
-                    fprintf(out, " %.1f / %.1f (%+.1f) |", 100 * a[m], 100 * b[m],
-                            100 * (a[m] - b[m]));
+                for (int m = 0; m < 4; m++) {
+                    double diff = 100 * (a[m] - b[m]);
+                    if (fabs(diff) < 0.05) diff = 0; /* no "-0.0" */
+                    fprintf(out, " %.1f / %.1f (%+.1f) |", 100 * a[m], 100 * b[m], diff);
+                }
                 fputc('\n', out);
             }
         }
