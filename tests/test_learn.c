@@ -10,7 +10,9 @@
  * with random weights the features of the generated texture carry too
  * little signal (the inter residual alone reaches a pixel AUROC of about
  * 0.53-0.65) for a test of learning to mean anything, so it skips without
- * them. The printed figures are recorded in the README.
+ * them. Feature jitter is off, as in the shipped experiments (with the
+ * paper's lambda the same run reaches only 0.72). The printed figures are
+ * recorded in the README.
  */
 #include <math.h>
 #include <stdio.h>
@@ -36,7 +38,7 @@ static const char *toy_yaml =
     "bank: {coreset: 2000, proj_dim: 32}\n"
     "decoder: {embed: 16, dilations: [1, 2]}\n"
     "train: {steps: 240, batch: 4, cycle: 20, log_every: 20, synth_per_image: 2,"
-    " clean_fraction: 0.2}\n";
+    " clean_fraction: 0.2, jitter: 0}\n";
 
 /* Features, inter residuals and masks of the synthetic samples drawn on the
  * given samples of a class (used both for training and for held-out data). */
@@ -173,8 +175,8 @@ int main(void)
     printf("held-out synthetic defects, pixel AUROC: %.3f before training, %.3f after\n",
            before, after);
     TU_CHECK_MSG(last < 0.75 * first, "loss fell only from %g to %g", first, last);
-    TU_CHECK_MSG(after > 0.65, "held-out P-AUROC %.3f not well above chance", after);
-    TU_CHECK_MSG(after > before + 0.1, "training did not improve P-AUROC (%.3f -> %.3f)",
+    TU_CHECK_MSG(after > 0.75, "held-out P-AUROC %.3f not well above chance", after);
+    TU_CHECK_MSG(after > before + 0.15, "training did not improve P-AUROC (%.3f -> %.3f)",
                  before, after);
 
     trainer_free(&t);
