@@ -50,9 +50,8 @@ int cmd_config(int argc, char **argv)
 
     static struct sn_config cfg;
     config_defaults(&cfg);
-    cfg.defer_checks = 1; /* cli_apply_sets() checks after the overrides */
-    if (optind < argc && config_load(&cfg, argv[optind])) return cli_fail();
-    cfg.defer_checks = 0;
+    /* cli_apply_sets() checks across keys once the overrides are in */
+    if (optind < argc && config_read(&cfg, argv[optind])) return cli_fail();
     if (cli_apply_sets(&cfg, nsets, sets)) return cli_fail();
     config_print(&cfg, stdout);
     return CLI_OK;

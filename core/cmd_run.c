@@ -141,9 +141,8 @@ static int agree(int st)
 static int config_setup(const struct run_args *a, struct sn_config *cfg)
 {
     config_defaults(cfg);
-    cfg->defer_checks = 1; /* cli_apply_sets() checks after the overrides */
-    if (config_load(cfg, a->file) != SN_OK) return SN_EUSER;
-    cfg->defer_checks = 0;
+    /* cli_apply_sets() checks across keys once the overrides are in */
+    if (config_read(cfg, a->file) != SN_OK) return SN_EUSER;
     if (cli_apply_sets(cfg, a->n_sets, (char **)a->sets) != SN_OK) return SN_EUSER;
     if (!a->log) log_set_level((enum log_level)log_level_parse(cfg->run.log));
     if (!cfg->run.out_dir[0]) return sn_error("%s: run.out_dir is empty", a->file);

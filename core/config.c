@@ -612,7 +612,7 @@ static int load_document(struct yctx *y)
     return SN_OK;
 }
 
-int config_load_string(struct sn_config *c, const char *text, const char *path)
+static int load_string(struct sn_config *c, const char *text, const char *path)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
@@ -630,11 +630,16 @@ int config_load_string(struct sn_config *c, const char *text, const char *path)
     int rc = load_document(&y);
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
-    if (rc == SN_OK && !c->defer_checks) rc = config_validate(c);
     return rc;
 }
 
-int config_load(struct sn_config *c, const char *path)
+int config_load_string(struct sn_config *c, const char *text, const char *path)
+{
+    int rc = load_string(c, text, path);
+    return rc == SN_OK ? config_validate(c) : rc;
+}
+
+int config_read(struct sn_config *c, const char *path)
 {
     size_t n;
     char *text = sn_read_file(path, &n);
@@ -643,9 +648,15 @@ int config_load(struct sn_config *c, const char *path)
         sn_free(text);
         return sn_error("%s: not a text file", path);
     }
-    int rc = config_load_string(c, text, path);
+    int rc = load_string(c, text, path);
     sn_free(text);
     return rc;
+}
+
+int config_load(struct sn_config *c, const char *path)
+{
+    int rc = config_read(c, path);
+    return rc == SN_OK ? config_validate(c) : rc;
 }
 
 /* "file:line" of the key "section.name" where the file set it, "--set" where

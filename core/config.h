@@ -49,9 +49,6 @@ struct sn_config {
     /* The line of the file each key was set on (0: not set by the file), so
      * that checks across keys can name a line too. */
     int key_line[CFG_MAX_KEYS];
-    /* Set by a caller that applies --set overrides after loading: the
-     * checks across keys then wait for its config_validate(). */
-    int defer_checks;
 
     struct {
         char name[CFG_STR];
@@ -151,6 +148,9 @@ struct sn_config {
 void config_defaults(struct sn_config *c);
 /* Read a YAML file over the defaults. Returns SN_OK or SN_EUSER. */
 int config_load(struct sn_config *c, const char *path);
+/* config_load without the checks across keys, for a caller that applies
+ * overrides first and then calls config_validate(). */
+int config_read(struct sn_config *c, const char *path);
 /* Parse YAML text (path is used in messages only). */
 int config_load_string(struct sn_config *c, const char *text, const char *path);
 /* Set "section.key" from a YAML scalar or flow list ("[1, 2]"). */

@@ -274,18 +274,27 @@ static int step_branch(struct trainer *t, int b, uint64_t noise, float w,
  * over all heads. Each branch's pass recomputes the navigator, so its
  * gradient is weighted by 1 / branches to count once.
  */
+/* A step's inputs: the batch, jittered, and the seed of its dropout masks. */
+static int step_begin(struct trainer *t, uint64_t *noise)
+{
+    int st = batch_load(t);
+    if (st != SN_OK) return st;
+    batch_jitter(t);
+    struct rng_state ns;
+    rng_seed(&ns, (uint64_t)t->cfg->run.seed, step_stream("train.dropout", t->step, 0));
+    *noise = rng_next(&ns);
+    return SN_OK;
+}
+
 static int trainer_step_all(struct trainer *t, struct train_step_info *info)
 {
     struct decoder *dec = &t->dec;
     const int nb = dec->dims.branches;
     const float w = (float)t->local_n / (float)t->batch;
     double t0 = sn_now();
-    int st = batch_load(t);
+    uint64_t noise;
+    int st = step_begin(t, &noise);
     if (st != SN_OK) return st;
-    batch_jitter(t);
-    struct rng_state ns;
-    rng_seed(&ns, (uint64_t)t->cfg->run.seed, step_stream("train.dropout", t->step, 0));
-    uint64_t noise = rng_next(&ns);
 
     /* Forward and backward of every branch, then one reduction each. */
     struct decoder_loss loss = {0, 0}, lb;
@@ -321,13 +330,11 @@ int trainer_step(struct trainer *t, struct train_step_info *info)
     double t0 = sn_now();
 
     /* Batch, jitter, forward, loss, backward. */
-    int st = batch_load(t);
+    uint64_t noise;
+    int st = step_begin(t, &noise);
     if (st != SN_OK) return st;
-    batch_jitter(t);
-    struct rng_state ns;
-    rng_seed(&ns, (uint64_t)t->cfg->run.seed, step_stream("train.dropout", t->step, 0));
     decoder_grads_zero(dec, b);
-    st = step_branch(t, b, rng_next(&ns), w, &loss);
+    st = step_branch(t, b, noise, w, &loss);
     if (st != SN_OK) return st;
     step_reduce(t, b, &loss, w, 1);
 
