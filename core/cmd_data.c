@@ -110,11 +110,9 @@ int cmd_datasets(int argc, char **argv)
     if (argc - optind != 1) return cli_usage("datasets", "expects one dataset ROOT");
 
     struct ds_dataset ds;
-    if (dataset_open(argv[optind], format, &ds) != SN_OK) return cli_fail();
-    if (verify && dataset_verify(&ds) != SN_OK) {
-        dataset_free(&ds);
-        return cli_fail();
-    }
+    st = verify ? dataset_open_decoded(argv[optind], format, &ds)
+                : dataset_open(argv[optind], format, &ds);
+    if (st != SN_OK) return cli_fail();
     datasets_print(&ds);
     if (verify) printf("every image decoded\n");
     dataset_free(&ds);

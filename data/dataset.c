@@ -420,12 +420,22 @@ static int visa_open(struct ds_dataset *ds, struct ds_problems *p)
 /* ------------------------------------------------------------------------ */
 /* Checking */
 
-/* Header of the image; for a defective one, the mask: present, readable,
- * of the image's size; an all-zero mask is recorded, not refused. */
-static void sample_check(struct ds_sample *s, struct ds_problems *p)
+/* The image's header, or with decode the whole image; for a defective one,
+ * the mask: present, readable, of the image's size; an all-zero mask is
+ * recorded, not refused. */
+static void sample_check(struct ds_sample *s, int decode, struct ds_problems *p)
 {
     int w, h, mw, mh;
-    if (image_size(s->path, &w, &h) != SN_OK) {
+    if (decode) {
+        struct sn_image img;
+        if (image_load(s->path, &img) != SN_OK) {
+            problem_add(p, "undecodable image: %s", sn_last_error());
+            return;
+        }
+        w = img.w;
+        h = img.h;
+        image_free(&img);
+    } else if (image_size(s->path, &w, &h) != SN_OK) {
         problem_add(p, "unreadable image: %s", sn_last_error());
         return;
     }
@@ -451,13 +461,13 @@ static void sample_check(struct ds_sample *s, struct ds_problems *p)
     sn_free(m);
 }
 
-static void class_check(struct ds_class *c, struct ds_problems *p)
+static void class_check(struct ds_class *c, int decode, struct ds_problems *p)
 {
     for (int i = 0; i < c->n_train; i++)
-        sample_check(&c->train[i], p);
+        sample_check(&c->train[i], decode, p);
     c->n_test_good = c->n_test_defect = c->n_empty_masks = 0;
     for (int i = 0; i < c->n_test; i++) {
-        sample_check(&c->test[i], p);
+        sample_check(&c->test[i], decode, p);
         c->n_test_good += !c->test[i].label;
         c->n_test_defect += c->test[i].label;
         c->n_empty_masks += c->test[i].empty_mask;
@@ -503,7 +513,8 @@ static int dataset_list(struct ds_dataset *ds, const char *format, struct ds_pro
     return sn_error("unknown dataset format '%s' (auto, mvtec, mvtec3d or visa)", format);
 }
 
-int dataset_open(const char *root, const char *format, struct ds_dataset *ds)
+static int open_checked(const char *root, const char *format, int decode,
+                        struct ds_dataset *ds)
 {
     char base[1024];
     memset(ds, 0, sizeof *ds);
@@ -516,7 +527,7 @@ int dataset_open(const char *root, const char *format, struct ds_dataset *ds)
     struct ds_problems *p = sn_calloc(1, sizeof *p);
     int st = dataset_list(ds, format, p);
     for (int i = 0; st == SN_OK && i < ds->n_classes; i++)
-        class_check(&ds->classes[i], p);
+        class_check(&ds->classes[i], decode, p);
     if (st == SN_OK && p->n) {
         st = sn_error("dataset %s (%s layout) has %d problem%s:%s%s", root, ds->format,
                       p->n, p->n == 1 ? "" : "s", p->msg,
@@ -525,6 +536,16 @@ int dataset_open(const char *root, const char *format, struct ds_dataset *ds)
     sn_free(p);
     if (st != SN_OK) dataset_free(ds);
     return st;
+}
+
+int dataset_open(const char *root, const char *format, struct ds_dataset *ds)
+{
+    return open_checked(root, format, 0, ds);
+}
+
+int dataset_open_decoded(const char *root, const char *format, struct ds_dataset *ds)
+{
+    return open_checked(root, format, 1, ds);
 }
 
 void dataset_free(struct ds_dataset *ds)
@@ -558,28 +579,4 @@ int dataset_defect_types(const struct ds_class *c, const char **names, int cap)
     }
     qsort((void *)names, (size_t)n, sizeof(char *), cmp_str);
     return n;
-}
-
-int dataset_verify(const struct ds_dataset *ds)
-{
-    struct ds_problems *p = sn_calloc(1, sizeof *p);
-    for (int i = 0; i < ds->n_classes; i++) {
-        const struct ds_class *c = &ds->classes[i];
-        for (int k = 0; k < c->n_train + c->n_test; k++) {
-            const struct ds_sample *s =
-                k < c->n_train ? &c->train[k] : &c->test[k - c->n_train];
-            struct sn_image img;
-            if (image_load(s->path, &img) != SN_OK)
-                problem_add(p, "undecodable image: %s", sn_last_error());
-            else
-                image_free(&img);
-        }
-    }
-    int st = SN_OK;
-    if (p->n)
-        st = sn_error("dataset %s: %d image%s cannot be decoded:%s%s", ds->root, p->n,
-                      p->n == 1 ? "" : "s", p->msg,
-                      p->n_logged ? "\n  ... and more, each logged above" : "");
-    sn_free(p);
-    return st;
 }

@@ -55,13 +55,13 @@ struct ds_dataset {
 };
 
 int dataset_open(const char *root, const char *format, struct ds_dataset *ds);
+/* As dataset_open, but every image is decoded fully instead of its header
+ * alone, so that truncated or corrupt image data is listed with the other
+ * problems in the same message. */
+int dataset_open_decoded(const char *root, const char *format, struct ds_dataset *ds);
 void dataset_free(struct ds_dataset *ds);
 /* The class of that name, or NULL. */
 const struct ds_class *dataset_class(const struct ds_dataset *ds, const char *name);
-
-/* Decode every image of the dataset fully (dataset_open reads headers
- * only) and list every image that fails, in one error. */
-int dataset_verify(const struct ds_dataset *ds);
 
 /* The distinct defect types of a class's test split, sorted, "good" excluded;
  * fills up to cap names (pointers into the samples) and returns the count. */

@@ -3,10 +3,12 @@
  * MVTec AD, MVTec 3D-AD and VisA, their counts and order, empty masks, and
  * a broken dataset whose every problem must appear in one error message.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "data/dataset.h"
@@ -111,7 +113,8 @@ static void check_mvtec(void)
     const struct ds_class *b = dataset_class(&ds, "b_cls");
     TU_CHECK(b && b->n_train == 2 && b->n_test_good == 1 && b->n_test_defect == 0);
     TU_CHECK(dataset_class(&ds, "not_a_class") == NULL);
-    TU_CHECK(dataset_verify(&ds) == SN_OK);
+    dataset_free(&ds);
+    TU_CHECK(dataset_open_decoded(sub("mv/"), "auto", &ds) == SN_OK && ds.n_classes == 2);
     dataset_free(&ds);
 }
 
@@ -120,6 +123,8 @@ static void check_problems(void)
 {
     put_png("bad/x/train/good/000.png", 8, 6, 1, 0);
     put_text("bad/x/train/good/001.png", "garbage, not a PNG");
+    put_png("bad/x/train/good/002.png", 64, 64, 1, 0); /* header whole, data cut */
+    SN_ASSERT(truncate(sub("bad/x/train/good/002.png"), 45) == 0);
     put_png("bad/x/test/hole/000.png", 8, 6, 1, 0); /* mask missing */
     put_png("bad/x/test/hole/001.png", 8, 6, 1, 0); /* mask of another size */
     put_png("bad/x/ground_truth/hole/001_mask.png", 6, 6, 255, 1);
@@ -143,6 +148,16 @@ static void check_problems(void)
     TU_CHECK_ERR(st, "002_mask.png is not a PNG or JPEG");
     TU_CHECK_ERR(st, "empty split: no images in ");
     TU_CHECK_ERR(st, "bad/y/train/good");
+    TU_CHECK(ds.classes == NULL && ds.n_classes == 0);
+    TU_CHECK(!strstr(msg, "train/good/002.png"));
+
+    /* Decoding every image adds the cut one to the same list. */
+    st = dataset_open_decoded(sub("bad"), "mvtec", &ds);
+    TU_CHECK_ERR(st, "has 6 problems");
+    TU_CHECK_ERR(st, "undecodable image: ");
+    TU_CHECK_ERR(st, "bad/x/train/good/002.png");
+    TU_CHECK_ERR(st, "bad/x/train/good/001.png is not a PNG or JPEG");
+    TU_CHECK_ERR(st, "empty split: no images in ");
     TU_CHECK(ds.classes == NULL && ds.n_classes == 0);
 
     /* Other user errors. */
