@@ -24,7 +24,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 # (PyTorch and scikit-learn references, a local Slurm cluster).
 build_pkgs="build-essential cmake pkg-config libopenblas-dev libhdf5-openmpi-dev
  hdf5-tools libopenmpi-dev openmpi-bin libyaml-dev libpng-dev libjpeg-dev
- libjansson-dev"
+ libjansson-dev libssl-dev"
 test_pkgs="python3 python3-torch python3-sklearn python3-h5py python3-numpy
  python3-pil python3-scipy slurm-wlm munge libpmix-dev"
 

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,78 +335,12 @@ int st_read(const struct st_file *f, const char *name, int ndim, const long *dim
     return SN_OK;
 }
 
-/* SHA-256 (FIPS 180-4). */
-static const uint32_t st_k256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2};
-
-static uint32_t st_ror(uint32_t x, int r)
-{
-    return (x >> r) | (x << (32 - r));
-}
-
-static void st_sha256_block(uint32_t h[8], const unsigned char *p)
-{
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = st_ror(w[i - 15], 7) ^ st_ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = st_ror(w[i - 2], 17) ^ st_ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6],
-             hh = h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = hh + (st_ror(e, 6) ^ st_ror(e, 11) ^ st_ror(e, 25)) +
-                      ((e & f) ^ (~e & g)) + st_k256[i] + w[i];
-        uint32_t t2 = (st_ror(a, 2) ^ st_ror(a, 13) ^ st_ror(a, 22)) +
-                      ((a & b) ^ (a & c) ^ (b & c));
-        hh = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = c;
-        c = b;
-        b = a;
-        a = t1 + t2;
-    }
-    uint32_t s[8] = {a, b, c, d, e, f, g, hh};
-    for (int i = 0; i < 8; i++)
-        h[i] += s[i];
-}
-
+/* SHA-256 through OpenSSL's libcrypto. */
 void st_sha256_bytes(const void *data, size_t n, unsigned char digest[32])
 {
-    uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    const unsigned char *p = data;
-    size_t full = n / 64 * 64;
-    for (size_t i = 0; i < full; i += 64)
-        st_sha256_block(h, p + i);
-
-    /* Padding: 0x80, zeros, then the bit length big-endian. */
-    unsigned char tail[128] = {0};
-    size_t rem = n - full, tn = rem + 9 <= 64 ? 64 : 128;
-    memcpy(tail, p + full, rem);
-    tail[rem] = 0x80;
-    uint64_t bits = (uint64_t)n * 8;
-    for (int i = 0; i < 8; i++)
-        tail[tn - 1 - i] = (unsigned char)(bits >> (8 * i));
-    for (size_t i = 0; i < tn; i += 64)
-        st_sha256_block(h, tail + i);
-    for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 4; j++)
-            digest[4 * i + j] = (unsigned char)(h[i] >> (24 - 8 * j));
+    unsigned int len = 0;
+    if (!EVP_Digest(data, n, digest, &len, EVP_sha256(), NULL) || len != 32)
+        sn_fatal("SHA-256 failed in libcrypto");
 }
 
 const char *st_sha256(struct st_file *f)
