@@ -44,11 +44,12 @@ static void run_usage(FILE *out)
         "to run.out_dir (config.yaml, index.tsv, units/<id>/, tables/). A unit whose\n"
         "outputs exist and validate is skipped; a partial one is redone.\n\n"
         "options:\n"
-        "  --resume         continue the run in run.out_dir (same configuration)\n"
+        "  --resume         continue the run in run.out_dir: same experiment; only\n"
+        "                   run.threads and run.log may differ\n"
         "  --shard I/N      run only units whose index is I modulo N (0 <= I < N),\n"
         "                   e.g. one job-array task each (implies --resume);\n"
         "                   tables are left to a later --collect-only\n"
-        "  --dry-run        list the units and their states, run nothing\n"
+        "  --dry-run        list the units and their states, write nothing\n"
         "  --collect-only   only gather the units' metrics into tables/\n"
         "  --set K=V        override one configuration key (repeatable)\n"
         "  --progress S     seconds between progress lines [10]\n"
@@ -271,15 +272,19 @@ static int run_main(const struct run_args *a, int rank)
     struct sweep s = {0};
     if (st == SN_OK) st = agree(datasets_open(&cfg, &ds));
     if (st == SN_OK) st = agree(sweep_expand(&s, &cfg, ds, cfg.data.roots.n));
-    if (st == SN_OK && rank == 0 && !a->dry_run && !a->collect_only) {
+    if (st == SN_OK && rank == 0) {
+        /* a plan or tables of a run folder are only those of its experiment */
         char *text = config_to_string(&cfg);
-        st = runstate_open(cfg.run.out_dir, text, a->resume || a->n_shards > 1);
+        if (!a->dry_run && !a->collect_only)
+            st = runstate_open(cfg.run.out_dir, text, a->resume || a->n_shards > 1);
+        else
+            st = runstate_check_config(cfg.run.out_dir, text);
         sn_free(text);
     }
     st = agree(st);
 
     if (st == SN_OK && !a->collect_only) st = run_units(a, &cfg, &s, rank);
-    int tables = a->collect_only || (!a->dry_run && a->n_shards == 1);
+    int tables = !a->dry_run && (a->collect_only || a->n_shards == 1);
     if (st == SN_OK && tables && rank == 0) st = run_collect(&s, cfg.run.out_dir);
     st = agree(st);
     sweep_free(&s);

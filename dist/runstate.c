@@ -27,13 +27,99 @@ const char *unit_state_name(enum unit_state s)
 /* ---------------------------------------------------------------------------
  * The run folder */
 
-/* The first line at which two texts differ, for a message. */
-static int first_diff_line(const char *a, const char *b)
+/* Keys that say how a run executes, not what it computes: a resumed run may
+ * change them. */
+static const char *const resume_free_keys[] = {"run.threads", "run.log"};
+
+/* Where a walk over a printed configuration is: the section and the
+ * second-level key above the current line. */
+struct config_pos {
+    char section[128], parent[256];
+};
+
+/* The dotted key of the line at p ("section", "section.key" or
+ * "section.key.sub"; empty for comments and blank lines), and its end. */
+static void config_line(const char *p, struct config_pos *pos, char *key, size_t cap,
+                        const char **end)
 {
-    int line = 1;
-    for (; *a && *a == *b; a++, b++)
-        if (*a == '\n') line++;
-    return line;
+    const char *e = strchr(p, '\n');
+    if (!e) e = p + strlen(p);
+    *end = e;
+    key[0] = '\0';
+    if (p == e || *p == '#') return;
+    const char *colon = memchr(p, ':', (size_t)(e - p));
+    if (!colon) return;
+    const char *k = p;
+    while (k < colon && *k == ' ')
+        k++;
+    int indent = (int)(k - p), len = (int)(colon - k);
+    if (indent == 0) {
+        snprintf(pos->section, sizeof pos->section, "%.*s", len, k);
+        snprintf(key, cap, "%s", pos->section);
+    } else if (indent <= 2) {
+        snprintf(pos->parent, sizeof pos->parent, "%s.%.*s", pos->section, len, k);
+        snprintf(key, cap, "%s", pos->parent);
+    } else {
+        snprintf(key, cap, "%s.%.*s", pos->parent, len, k);
+    }
+}
+
+static int resume_free(const char *key)
+{
+    for (size_t i = 0; i < SN_ARRAY_LEN(resume_free_keys); i++)
+        if (!strcmp(key, resume_free_keys[i])) return 1;
+    return 0;
+}
+
+/* The next line of a printed configuration that matters for resuming:
+ * comments (the header names the file and the version) and the keys a
+ * resumed run may change are skipped. NULL at the end. */
+static const char *next_relevant(const char *p, struct config_pos *pos, char *key,
+                                 size_t cap, const char **end)
+{
+    while (*p) {
+        const char *e;
+        config_line(p, pos, key, cap, &e);
+        if (key[0] && !resume_free(key)) {
+            *end = e;
+            return p;
+        }
+        p = *e ? e + 1 : e;
+    }
+    return NULL;
+}
+
+/* Whether the configuration stored in a run folder (old) and the current one
+ * (cur) describe the same experiment; if not, why names the first key that
+ * differs, with both values. */
+static int config_same_experiment(const char *old, const char *cur, char *why, size_t cap)
+{
+    struct config_pos pa = {"", ""}, pb = {"", ""};
+    char key_a[384], key_b[384];
+    const char *a = old, *b = cur, *ea = NULL, *eb = NULL;
+    for (;;) {
+        a = next_relevant(a, &pa, key_a, sizeof key_a, &ea);
+        b = next_relevant(b, &pb, key_b, sizeof key_b, &eb);
+        if (!a && !b) return 1;
+        if (!a || !b || ea - a != eb - b || memcmp(a, b, (size_t)(ea - a))) break;
+        a = *ea ? ea + 1 : ea;
+        b = *eb ? eb + 1 : eb;
+    }
+    if (a && b && !strcmp(key_a, key_b)) {
+        const char *va = strchr(a, ':') + 1, *vb = strchr(b, ':') + 1;
+        while (*va == ' ')
+            va++;
+        while (*vb == ' ')
+            vb++;
+        snprintf(why, cap, "%s was '%.*s' and is now '%.*s'", key_a, (int)(ea - va), va,
+                 (int)(eb - vb), vb);
+    } else if (a && b) {
+        snprintf(why, cap, "it has '%s' where the run has '%s'", key_b, key_a);
+    } else {
+        snprintf(why, cap, "'%s' is only in the %s", a ? key_a : key_b,
+                 a ? "run's configuration" : "current configuration");
+    }
+    return 0;
 }
 
 int runstate_open(const char *run_dir, const char *config_text, int resume)
@@ -50,19 +136,26 @@ int runstate_open(const char *run_dir, const char *config_text, int resume)
             return sn_error("%s already holds a run (config.yaml); pass --resume to "
                             "continue it, or set another run.out_dir",
                             run_dir);
-        char *old = sn_read_file(path, NULL);
-        if (!old) return SN_EUSER;
-        int same = strcmp(old, config_text) == 0;
-        int line = same ? 0 : first_diff_line(old, config_text);
-        sn_free(old);
-        if (!same)
-            return sn_error("--resume: the configuration differs from %s (from line "
-                            "%d on); a run folder holds one experiment, set another "
-                            "run.out_dir",
-                            path, line);
-        return SN_OK;
+        return runstate_check_config(run_dir, config_text);
     }
     return sn_write_file_atomic(path, config_text, strlen(config_text));
+}
+
+int runstate_check_config(const char *run_dir, const char *config_text)
+{
+    char path[4096], why[2048];
+    if (sn_path_join(path, sizeof path, run_dir, "config.yaml") != SN_OK) return SN_EUSER;
+    if (!sn_file_exists(path)) return SN_OK;
+    char *old = sn_read_file(path, NULL);
+    if (!old) return SN_EUSER;
+    int same = config_same_experiment(old, config_text, why, sizeof why);
+    sn_free(old);
+    if (!same)
+        return sn_error("%s holds another experiment: %s. A run folder holds one "
+                        "experiment (only run.threads and run.log may change); set "
+                        "another run.out_dir",
+                        path, why);
+    return SN_OK;
 }
 
 int runstate_unit_dir(const char *run_dir, const struct sweep_unit *u, char *out,
@@ -417,6 +510,40 @@ static char *grid_text(const struct sweep *s)
         n += (size_t)snprintf(t + n, cap - n, "g%d\t%s\n", g,
                               s->grid_desc[g][0] ? s->grid_desc[g] : "(base)");
     return t;
+}
+
+void runstate_keep_seconds(const char *run_dir, const struct sweep *s,
+                           struct unit_status *st)
+{
+    char path[4096];
+    if (sn_path_join(path, sizeof path, run_dir, "index.tsv") != SN_OK ||
+        !sn_file_exists(path))
+        return;
+    char *text = sn_read_file(path, NULL);
+    if (!text) return;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        /* id dataset setting class method seed grid state group seconds */
+        char *field[10];
+        int n = 0;
+        for (char *p = line; n < 10; p++) {
+            field[n++] = p;
+            if (!(p = strchr(p, '\t'))) break;
+            *p = '\0';
+        }
+        if (n != 10 || line[0] == '#' || strcmp(field[7], "done")) continue;
+        char *last = field[9] - 1, *end;
+        double sec = strtod(last + 1, &end);
+        if (end == last + 1 || *end || !(sec >= 0)) continue;
+        for (int i = 0; i < s->n_units; i++)
+            if (st[i].state == UNIT_DONE && st[i].seconds < 0 &&
+                !strcmp(s->units[i].id, line)) {
+                st[i].seconds = sec;
+                break;
+            }
+    }
+    sn_free(text);
 }
 
 int runstate_write_index(const char *run_dir, const struct sweep *s,

@@ -44,7 +44,7 @@ enum unit_state { UNIT_PENDING, UNIT_RUNNING, UNIT_DONE, UNIT_FAILED };
 struct unit_status {
     enum unit_state state;
     int group;      /* the group that ran it in this session, else -1 */
-    double seconds; /* its wall time in this session, else < 0 */
+    double seconds; /* its wall time (an earlier session's from the index), else < 0 */
 };
 
 /* Whether a finished unit's outputs read back (opens its files, checks
@@ -55,9 +55,15 @@ typedef int (*unit_validate_fn)(const struct sweep_unit *u, const char *unit_dir
 const char *unit_state_name(enum unit_state s);
 
 /* Create the run folder and store config_text as config.yaml. A folder
- * already holding config.yaml is continued only with resume set and an
- * identical configuration; otherwise a user error says what to do. */
+ * already holding config.yaml is continued only with resume set and the same
+ * experiment (runstate_check_config); otherwise a user error says what to do. */
 int runstate_open(const char *run_dir, const char *config_text, int resume);
+
+/* SN_OK when run_dir holds no config.yaml or one that describes the same
+ * experiment as config_text: equal apart from comment lines and the keys
+ * that only say how the run executes (run.threads, run.log). Otherwise a
+ * user error naming the first key that differs and both of its values. */
+int runstate_check_config(const char *run_dir, const char *config_text);
 
 /* run_dir/units/<id>. */
 int runstate_unit_dir(const char *run_dir, const struct sweep_unit *u, char *out,
@@ -82,6 +88,13 @@ int runstate_unit_finish(const char *dir, const struct sweep_unit *u);
 
 /* After the unit failed: write FAILED with the message, drop RUNNING. */
 int runstate_unit_fail(const char *dir, const char *message);
+
+/* Units that are done and have no time in st take the seconds that the
+ * run folder's index.tsv gives them, so that a resumed run keeps the times
+ * of the units an earlier session finished. A missing or unreadable index
+ * changes nothing. */
+void runstate_keep_seconds(const char *run_dir, const struct sweep *s,
+                           struct unit_status *st);
 
 /* Rewrite index.tsv (and grid.tsv) atomically from st[0..s->n_units-1]. */
 int runstate_write_index(const char *run_dir, const struct sweep *s,

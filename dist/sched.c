@@ -387,6 +387,7 @@ static void dispatch_init(struct dispatch *d, const struct sweep *s, const char 
     d->st = sn_calloc((size_t)s->n_units, sizeof *d->st);
     char(*why)[256] = sn_calloc((size_t)s->n_units, sizeof *why);
     sched_plan(s, run_dir, o, d->st, why);
+    runstate_keep_seconds(run_dir, s, d->st);
     for (int i = 0; i < s->n_units; i++) {
         if (!sched_in_shard(o, i)) continue;
         d->n_shard++;
@@ -409,6 +410,7 @@ static void dispatch_final(struct dispatch *d)
     if (d->o->n_shards > 1) {
         struct unit_status *now = sn_calloc((size_t)d->s->n_units, sizeof *now);
         sched_plan(d->s, d->run_dir, d->o, now, NULL);
+        runstate_keep_seconds(d->run_dir, d->s, now);
         for (int i = 0; i < d->s->n_units; i++)
             if (!sched_in_shard(d->o, i)) d->st[i] = now[i];
         sn_free(now);

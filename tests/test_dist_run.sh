@@ -97,6 +97,20 @@ check "outputs untouched by the rerun" cmp "$work/ref.sum" <(tree "$run")
 status snarm_run 1 refused
 check "rerun without --resume is refused" [ $st = 1 ]
 check "the refusal says what to do" grep -q "pass --resume" "$work/refused.err"
+check "index keeps the times of units done before" \
+    [ "$(awk -F'\t' 'NR > 2 && $10 == "-"' "$run/index.tsv" | wc -l)" = 0 ]
+check "other threads and log level still resume" \
+    snarm_run 1 threads --resume --set run.threads=1 --set run.log=warn
+status snarm_run 1 changed --resume --set train.lr=0.5
+check "a changed experiment is refused" [ $st = 1 ]
+check "the refusal names the key and both values" \
+    grep -q "train.lr was '0.001' and is now '0.5'" "$work/changed.err"
+status "$bin" run "$work/exp.yaml" --dry-run --set train.lr=0.5 >"$work/drychanged.out" 2>&1
+check "a dry run of another experiment in the folder is refused" [ $st = 1 ]
+tables_before=$(cd "$run/tables" && ls -l --time-style=+%s.%N | sha1sum)
+"$bin" run "$work/exp.yaml" --collect-only --dry-run >/dev/null 2>&1
+check "collect-only with dry-run writes no tables" \
+    [ "$(cd "$run/tables" && ls -l --time-style=+%s.%N | sha1sum)" = "$tables_before" ]
 
 # A flipped byte and a missing DONE marker: exactly those two are redone.
 u1=$run/units/$ds/single/disc/snarm/seed0/g1

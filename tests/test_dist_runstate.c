@@ -49,10 +49,38 @@ static enum unit_state check(const struct sweep_unit *u, char *why)
 
 static void test_open(void)
 {
-    TU_CHECK(runstate_open(run, "a: 1\nb: 2\n", 0) == SN_OK);
-    TU_CHECK_ERR(runstate_open(run, "a: 1\nb: 2\n", 0), "pass --resume");
-    TU_CHECK(runstate_open(run, "a: 1\nb: 2\n", 1) == SN_OK);
-    TU_CHECK_ERR(runstate_open(run, "a: 1\nb: 3\n", 1), "from line 2 on");
+    const char *cfg0 = "# from a.yaml\nrun:\n  seed: 0\n  threads: 0\n  log: info\n"
+                       "bank:\n  knn_k: 3\nsweep:\n  grid:\n    switches: [a=1]\n";
+    TU_CHECK(runstate_open(run, cfg0, 0) == SN_OK);
+    TU_CHECK_ERR(runstate_open(run, cfg0, 0), "pass --resume");
+    TU_CHECK(runstate_open(run, cfg0, 1) == SN_OK);
+    TU_CHECK(runstate_check_config(run, cfg0) == SN_OK);
+    /* another file name in the header, other threads and log level: the
+     * same experiment */
+    TU_CHECK(runstate_open(run,
+                           "# from elsewhere/b.yaml, another version\nrun:\n  seed: 0\n"
+                           "  threads: 2\n  log: debug\nbank:\n  knn_k: 3\n"
+                           "sweep:\n  grid:\n    switches: [a=1]\n",
+                           1) == SN_OK);
+    /* a key that changes results is named with both values */
+    TU_CHECK_ERR(runstate_open(run,
+                               "run:\n  seed: 0\n  threads: 0\n  log: info\nbank:\n"
+                               "  knn_k: 1\nsweep:\n  grid:\n    switches: [a=1]\n",
+                               1),
+                 "bank.knn_k was '3' and is now '1'");
+    TU_CHECK_ERR(runstate_check_config(run, "run:\n  seed: 0\nbank:\n  knn_k: 3\n"
+                                            "sweep:\n  grid:\n    switches: [a=2]\n"),
+                 "sweep.grid.switches was '[a=1]' and is now '[a=2]'");
+    TU_CHECK_ERR(runstate_check_config(run, "run:\n  seed: 0\nbank:\n  knn_k: 3\n"),
+                 "'sweep' is only in the run's configuration");
+    TU_CHECK_ERR(runstate_check_config(run, "run:\n  seed: 0\n  name: x\nbank:\n"),
+                 "it has 'run.name' where the run has 'bank'");
+    /* the folder's file is left as it was */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.yaml", run);
+    char *text = sn_read_file(path, NULL);
+    TU_CHECK(text && !strcmp(text, cfg0));
+    sn_free(text);
 }
 
 static void test_hash(void)
@@ -168,6 +196,18 @@ static void test_index(void)
     TU_CHECK(text && strstr(text, "\tfailed\t0\t0.25\n") &&
              strstr(text, "\tpending\t-\t-\n"));
     sn_free(text);
+
+    /* a resumed run keeps the times of units done before it */
+    for (int i = 0; i < s.n_units; i++)
+        st[i] = (struct unit_status){UNIT_PENDING, -1, -1};
+    st[0].state = UNIT_DONE;
+    st[1].state = UNIT_DONE;
+    st[2] = (struct unit_status){UNIT_DONE, 1, 7.0};
+    runstate_keep_seconds(run, &s, st);
+    TU_CHECK(st[0].seconds == 1.5 && st[0].group == -1);
+    TU_CHECK(st[1].seconds < 0); /* it had failed then */
+    TU_CHECK(st[2].seconds == 7.0);
+
     snprintf(path, sizeof path, "%s/grid.tsv", run);
     text = sn_read_file(path, NULL);
     TU_CHECK(text && !strcmp(text, "grid\tswitches\ng0\t(base)\n"));
