@@ -16,6 +16,7 @@
 #include "dist/sched.h"
 #include "dist/stage_mock.h"
 #include "dist/sweep.h"
+#include "backbone.h"
 #include "log.h"
 #include "unit.h"
 
@@ -256,6 +257,38 @@ static int weights_notice(const struct sn_config *cfg)
     return SN_OK;
 }
 
+/* Open the backbone of every distinct backbone configuration of the sweep
+ * once, so that weights that do not fit the architecture or layers it does
+ * not have stop the run with one message before any unit starts. */
+static int backbones_check(const struct sweep *s)
+{
+    struct sn_config *c = sn_malloc(sizeof *c);
+    char **seen = sn_calloc((size_t)s->n_grid + 1, sizeof *seen);
+    int st = SN_OK;
+    for (int g = 0; st == SN_OK && g < s->n_grid; g++) {
+        sweep_grid_config(s, g, c);
+        seen[g] = config_sections_string(c, "backbone,features,data,run");
+        int again = 0;
+        for (int h = 0; h < g; h++)
+            again |= !strcmp(seen[h], seen[g]);
+        if (again) continue;
+        struct backbone *b = NULL;
+        st = backbone_open(c, &b);
+        if (st != SN_OK) {
+            char why[1024], where[64] = "the backbone";
+            snprintf(why, sizeof why, "%s", sn_last_error());
+            if (s->n_grid > 1) snprintf(where, sizeof where, "grid point g%d", g);
+            st = sn_error("%s: %s", where, why);
+        }
+        backbone_free(b);
+    }
+    for (int g = 0; g < s->n_grid; g++)
+        sn_free(seen[g]);
+    sn_free(seen);
+    sn_free(c);
+    return st;
+}
+
 static int run_main(const struct run_args *a, int rank)
 {
     /* the resolved experiment, printed and stored by rank 0 */
@@ -272,6 +305,7 @@ static int run_main(const struct run_args *a, int rank)
     struct sweep s = {0};
     if (st == SN_OK) st = agree(datasets_open(&cfg, &ds));
     if (st == SN_OK) st = agree(sweep_expand(&s, &cfg, ds, cfg.data.roots.n));
+    if (st == SN_OK && real) st = agree(rank == 0 ? backbones_check(&s) : SN_OK);
     if (st == SN_OK && rank == 0) {
         /* a plan or tables of a run folder are only those of its experiment */
         char *text = config_to_string(&cfg);

@@ -54,6 +54,18 @@ expect 2 "bad option" -- "$bin" config --frob
 expect 0 "config set" -- "$bin" config --set train.steps=5
 expect_text "  steps: 5" "config set applied" -- "$bin" config --set train.steps=5
 expect 1 "config set bad key" -- "$bin" config --set train.nope=5
+# A backbone that cannot be opened stops a run before any unit starts.
+"$bin" demo-data "$d/data" >/dev/null 2>&1
+printf 'run:\n  out_dir: %s/run\ndata:\n  roots: [%s/data]\nbackbone:\n  weights_missing: random\n' \
+    "$d" "$d" >"$d/run.yaml"
+expect_text "the backbone: backbone.layers asks for block 40" "layers the backbone lacks" -- \
+    "$bin" run "$d/run.yaml" --set "backbone.layers=[1, 2, 3, 40]"
+printf '{"a": 1}' >"$d/w.safetensors"
+expect_text "is not a safetensors file" "weights that are not safetensors" -- \
+    "$bin" run "$d/run.yaml" --set backbone.weights="$d/w.safetensors"
+expect 1 "the refused run's status" -- \
+    "$bin" run "$d/run.yaml" --set backbone.weights="$d/w.safetensors"
+[ ! -e "$d/run" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL: a refused run wrote $d/run"; }
 rm -rf "$d" /tmp/snarm-cli.$$
 echo "test_cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
