@@ -688,6 +688,10 @@ int config_validate(const struct sn_config *c)
         return sn_error("%s: backbone.layers (%d blocks) cannot be split into %d equal "
                         "groups", AT("backbone.groups"), c->backbone.layers.n,
                         c->backbone.groups);
+    if (c->bank.knn_k > c->bank.coreset)
+        return sn_error("%s: bank.knn_k (%d) is larger than bank.coreset (%ld), so no "
+                        "bank could hold that many neighbours",
+                        AT("bank.knn_k"), c->bank.knn_k, c->bank.coreset);
     if (c->decoder.dilations.n == 0)
         return sn_error("%s: decoder.dilations is empty", AT("decoder.dilations"));
     if (c->train.opacity_min > c->train.opacity_max)

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "common.h"
@@ -253,7 +254,9 @@ int knn_search(const float *bank, const float *bank_norms, long nb, int d, const
     int st = check_args(nb, d, nq, k);
     if (st != SN_OK || nq == 0) return st;
     int keff = knn_effective_k(nb, k);
-    if (keff < k)
+    /* said once per process: a sweep searches the same small bank many times */
+    static atomic_int warned;
+    if (keff < k && !atomic_exchange(&warned, 1))
         log_warn("kNN search: k = %d but the bank holds %ld vectors; using k = %d "
                  "(the remaining entries are -1 / inf)",
                  k, nb, keff);

@@ -85,6 +85,8 @@ static void test_bad_inputs(void)
         {"decoder:\n  dilations: [3, x]\n", "decoder.dilations expects integers"},
         {"sweep:\n  settings: [single, zero]\n", "unknown value 'zero'"},
         {"data:\n  crop: 500\n", "data.crop (500) is larger than data.resize (448)"},
+        {"bank:\n  coreset: 2\n  knn_k: 3\n",
+         "exp.yaml:3: bank.knn_k (3) is larger than bank.coreset (2)"},
         {"train: [1, 2]\n", "section 'train' must be a mapping"},
         {"- a\n- b\n", "the top level must be a mapping"},
         {"train:\n  steps: 3\n   lr: 2\n", "exp.yaml:3: YAML syntax error"},
