@@ -330,7 +330,7 @@ int cmd_render(int argc, char **argv)
                                          {0, 0, 0, 0}};
     long worst = RENDER_DEFAULT_WORST;
     const char *list = NULL;
-    int c, rc;
+    int c, rc, worst_given = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
@@ -339,6 +339,7 @@ int cmd_render(int argc, char **argv)
         } else if (c == 'w') {
             if ((rc = cli_parse_long("render", "--worst", optarg, &worst))) return rc;
             if (worst < 1) return cli_usage("render", "--worst must be at least 1");
+            worst_given = 1;
         } else if (c == 'i') {
             list = optarg;
         } else if (c == 'l') {
@@ -348,6 +349,9 @@ int cmd_render(int argc, char **argv)
         }
     }
     if (argc - optind != 2) return cli_usage("render", "expects MAPS.h5 and OUTDIR");
+    if (worst_given && list)
+        return cli_usage("render", "--worst and --images choose the images two ways; give "
+                                   "one");
     rc = render_run(argv[optind], argv[optind + 1], (int)SN_MIN(worst, 1L << 30), list);
     return rc ? cli_fail() : CLI_OK;
 }

@@ -109,6 +109,8 @@ static int run_parse(int argc, char **argv, struct run_args *a)
         case 'p':
             if ((st = cli_parse_double("run", "--progress", optarg, &a->progress)))
                 return st;
+            if (!(a->progress >= 0 && a->progress <= 1e9))
+                return cli_usage("run", "--progress expects seconds >= 0, got '%s'", optarg);
             break;
         case 's':
             if (a->n_sets == RUN_MAX_SETS)

@@ -54,6 +54,9 @@ expect 2 "bad option" -- "$bin" config --frob
 expect 0 "config set" -- "$bin" config --set train.steps=5
 expect_text "  steps: 5" "config set applied" -- "$bin" config --set train.steps=5
 expect 1 "config set bad key" -- "$bin" config --set train.nope=5
+expect 2 "negative progress interval" -- "$bin" run "$d/cross.yaml" --progress -5
+expect 2 "render: --worst and --images together" -- "$bin" render "$d/none.h5" "$d/out" \
+    --worst 3 --images 0
 # A backbone that cannot be opened stops a run before any unit starts.
 "$bin" demo-data "$d/data" >/dev/null 2>&1
 printf 'run:\n  out_dir: %s/run\ndata:\n  roots: [%s/data]\nbackbone:\n  weights_missing: random\n' \
