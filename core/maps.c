@@ -447,7 +447,10 @@ static int open_vectors(struct maps_file *m, struct maps_h5 *h)
     }
 
     for (int i = 0; i < N; i++) {
-        m->labels[i] = m->labels[i] != 0;
+        if (m->labels[i] > 1)
+            return sn_error("maps file %s: image %d (%s) has label %d in /labels; labels "
+                            "are 0 (good) or 1 (defective)",
+                            m->file, i, m->path[i], m->labels[i]);
         if (!isfinite(m->scores[i]))
             return sn_error("maps file %s: image %d (%s) has a non-finite score %g",
                             m->file, i, m->path[i], (double)m->scores[i]);

@@ -174,6 +174,14 @@ static void test_read_errors(void)
     TU_CHECK(t1.rows[0].pro == t2.rows[0].pro && t1.rows[0].p_ap == t2.rows[0].p_ap);
     metric_table_free(&t1), metric_table_free(&t2), maps_file_free(&m);
 
+    /* A label that is neither 0 nor 1 (labels are one per image: the element
+     * index is the image's, passed as the first of patch's coordinates). */
+    TU_CHECK(write_file(path, "float32", 0, -1) == SN_OK);
+    uint8_t two = 2;
+    patch(path, "labels", 3 * HW, H5T_NATIVE_UINT8, &two);
+    TU_CHECK_ERR(maps_read(path, &m), "image 3 (img3.png) has label 2");
+    maps_file_free(&m);
+
     /* Shapes that disagree, missing datasets, missing files. */
     write_raw(path, 4, 5);
     TU_CHECK_ERR(maps_open(path, &m), "must have the same size");
