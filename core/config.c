@@ -419,6 +419,12 @@ static int load_key(struct yctx *y, const struct key_desc *k, yaml_node_t *v)
     where_at(y, v, where, sizeof where);
     if (v->type == YAML_SCALAR_NODE) {
         const char *s = (const char *)v->data.scalar.value;
+        if (v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+            (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+             !strcmp(s, "NULL")))
+            return sn_error("%s: %s.%s is null; give a value, or leave the key out for "
+                            "its default",
+                            where, k->section, k->name);
         if (k->type == K_INTS || k->type == K_STRS) {
             list_clear(y->c, k);
             return *s ? list_append(y->c, k, s, where) : SN_OK;
@@ -629,6 +635,15 @@ static int load_string(struct sn_config *c, const char *text, const char *path)
     snprintf(c->source, sizeof c->source, "%s", path);
     int rc = load_document(&y);
     yaml_document_delete(&doc);
+
+    /* a second document ("---") would otherwise be ignored without a word */
+    if (rc == SN_OK && yaml_parser_load(&parser, &doc)) {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (root)
+            rc = sn_error("%s:%lu: a second YAML document; an experiment file holds one",
+                          path, (unsigned long)root->start_mark.line + 1);
+        yaml_document_delete(&doc);
+    }
     yaml_parser_delete(&parser);
     return rc;
 }
@@ -679,6 +694,9 @@ int config_validate(const struct sn_config *c)
 {
     char w[CFG_STR + 32];
 #define AT(key) key_where(c, key, w, sizeof w)
+    if (!c->run.out_dir[0])
+        return sn_error("%s: run.out_dir is empty", AT("run.out_dir"));
+    if (!c->run.name[0]) return sn_error("%s: run.name is empty", AT("run.name"));
     if (c->data.crop > c->data.resize)
         return sn_error("%s: data.crop (%d) is larger than data.resize (%d)", AT("data.crop"),
                         c->data.crop, c->data.resize);
