@@ -178,7 +178,7 @@ int bench_knn(int argc, char **argv)
         if (o == 'q') quick = 1;
         if (o == 'n') peers = 0;
         if (o == 'h') return knn_usage(stdout), CLI_OK;
-        if (o == '?') return knn_usage(stderr), CLI_EUSAGE;
+        if (o == '?') return cli_bad_option("bench knn", argv);
     }
     if (reps < 1 || reps > 64) return cli_usage("bench knn", "--reps must be 1..64");
 
@@ -290,7 +290,7 @@ static int coreset_args(int argc, char **argv, struct coreset_run *cr, char *pee
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'h') return coreset_usage(stdout), -1;
-        if (o == '?') return coreset_usage(stderr), CLI_EUSAGE;
+        if (o == '?') return cli_bad_option("bench coreset", argv);
         if (o == 'e') snprintf(peers, cap, "%s", optarg);
         if (o == 'x') peers[0] = 0;
         if (strchr("ndTp", o) && cli_parse_long("bench coreset", "option", optarg, &v))

@@ -78,7 +78,7 @@ static int bench_train_args(int argc, char **argv, struct bench_train_opts *o)
             bench_train_usage(stdout);
             return -1;
         default:
-            return cli_usage("bench train", "unknown option");
+            return cli_bad_option("bench train", argv);
         }
     }
     if (o->batch < 1 || o->grid < 2 || o->dim < 2 || o->embed < 1 || o->out < 16 ||

@@ -67,7 +67,7 @@ int bench_vit(int argc, char **argv)
         if (c == 'r' && cli_parse_long("bench vit", "--reps", optarg, &reps)) return 2;
         if (c == 'n') torch = 0;
         if (c == 'h') return bench_vit_usage(stdout);
-        if (c == '?') return bench_vit_usage(stderr);
+        if (c == '?') return cli_bad_option("bench vit", argv);
     }
     if (size < 14 || reps < 1) return cli_usage("bench vit", "--size >= 14, --reps >= 1");
 

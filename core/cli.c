@@ -1,8 +1,10 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -21,6 +23,17 @@ int cli_usage(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "\nTry 'snarm %s --help'.\n", cmd);
     va_end(ap);
     return CLI_EUSAGE;
+}
+
+int cli_bad_option(const char *cmd, char *const *argv)
+{
+    const char *word = optind > 0 ? argv[optind - 1] : "?";
+    if (optopt && !strncmp(word, "--", 2))
+        return cli_usage(cmd, "option '%s' needs a value", word);
+    if (optopt && word[0] == '-' && word[1] == optopt && !word[2])
+        return cli_usage(cmd, "unknown option '%s', or it needs a value", word);
+    if (optopt) return cli_usage(cmd, "unknown option '-%c' in '%s'", optopt, word);
+    return cli_usage(cmd, "unknown option '%s'", word);
 }
 
 int cli_parse_long(const char *cmd, const char *opt, const char *s, long *out)

@@ -26,6 +26,9 @@ struct cli_command {
 int cli_fail(void);
 /* Print "snarm <cmd>: <message>" plus a pointer to --help; return CLI_EUSAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) SN_PRINTF(2, 3);
+/* The usage error for the option getopt_long just refused (it returned '?';
+ * main() turns getopt's own messages off): names the option as typed. */
+int cli_bad_option(const char *cmd, char *const *argv);
 /* Parse a whole-string integer / float option value; usage error otherwise. */
 int cli_parse_long(const char *cmd, const char *opt, const char *s, long *out);
 int cli_parse_double(const char *cmd, const char *opt, const char *s, double *out);

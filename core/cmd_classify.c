@@ -167,7 +167,7 @@ int cmd_classify(int argc, char **argv)
         else if (c == 'h')
             return classify_usage(stdout);
         else
-            return classify_usage(stderr);
+            return cli_bad_option("classify", argv);
         if (bad) return bad;
     }
     if (!o.weights) return cli_usage("classify", "--weights FILE is required");

@@ -42,7 +42,7 @@ int cmd_config(int argc, char **argv)
             usage(stdout);
             return CLI_OK;
         }
-        if (ch != 's') return cli_usage("config", "unknown option");
+        if (ch != 's') return cli_bad_option("config", argv);
         if (nsets == 64) return cli_usage("config", "too many --set options");
         sets[nsets++] = optarg;
     }

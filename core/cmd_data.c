@@ -105,7 +105,7 @@ int cmd_datasets(int argc, char **argv)
         else if (c == 'l' && (st = cli_set_log("datasets", optarg)))
             return st;
         else if (c == '?')
-            return cli_usage("datasets", "unknown option");
+            return cli_bad_option("datasets", argv);
     }
     if (argc - optind != 1) return cli_usage("datasets", "expects one dataset ROOT");
 
@@ -154,7 +154,7 @@ int cmd_demo_data(int argc, char **argv)
         if (c == 's' && (st = cli_parse_long("demo-data", "--seed", optarg, &seed)))
             return st;
         if (c == 'l' && (st = cli_set_log("demo-data", optarg))) return st;
-        if (c == '?') return cli_usage("demo-data", "unknown option");
+        if (c == '?') return cli_bad_option("demo-data", argv);
     }
     if (argc - optind != 1) return cli_usage("demo-data", "expects one output DIR");
     if (seed < 0) return cli_usage("demo-data", "--seed must be >= 0");

@@ -116,7 +116,7 @@ int cmd_metrics(int argc, char **argv)
         else if (c == 'l') {
             if ((rc = cli_set_log("metrics", optarg))) return rc;
         } else {
-            return cli_usage("metrics", "unknown option");
+            return cli_bad_option("metrics", argv);
         }
     }
     if (optind >= argc) return cli_usage("metrics", "give at least one maps file");

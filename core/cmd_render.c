@@ -345,7 +345,7 @@ int cmd_render(int argc, char **argv)
         } else if (c == 'l') {
             if ((rc = cli_set_log("render", optarg))) return rc;
         } else {
-            return cli_usage("render", "unknown option");
+            return cli_bad_option("render", argv);
         }
     }
     if (argc - optind != 2) return cli_usage("render", "expects MAPS.h5 and OUTDIR");

@@ -306,7 +306,7 @@ int cmd_report(int argc, char **argv)
         case 't': title = optarg; break;
         case 'c': command = optarg; break;
         case 'n': notes = optarg; break;
-        default: return cli_usage("report", "unknown option");
+        default: return cli_bad_option("report", argv);
         }
     }
     int nruns = argc - optind;

@@ -118,7 +118,7 @@ static int run_parse(int argc, char **argv, struct run_args *a)
             a->sets[a->n_sets++] = optarg;
             break;
         default:
-            return cli_usage("run", "unknown option");
+            return cli_bad_option("run", argv);
         }
     }
     if (argc - optind != 1) return cli_usage("run", "expects one experiment FILE.yaml");

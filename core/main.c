@@ -2,6 +2,7 @@
  * snarm - train and evaluate Self-Navigated Residual Mamba anomaly detectors.
  * main() only finds the subcommand and hands it the arguments.
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,7 @@ int main(int argc, char **argv)
         return CLI_OK;
     }
     if (!strcmp(name, "--version")) name = "version";
+    opterr = 0; /* each command names a refused option itself (cli_bad_option) */
     for (size_t i = 0; i < SN_ARRAY_LEN(commands); i++)
         if (!strcmp(commands[i].name, name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "snarm: unknown command '%s'\n\n", name);

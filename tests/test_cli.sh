@@ -51,6 +51,10 @@ expect_text "bad2.yaml:2: train.steps expects an integer" "wrong type message" -
     "$bin" config "$d/bad2.yaml"
 expect 1 "missing file" -- "$bin" config "$d/none.yaml"
 expect 2 "bad option" -- "$bin" config --frob
+expect_text "snarm config: unknown option '--frob'" "bad option named" -- "$bin" config --frob
+"$bin" run x.yaml --progress 2>"$d/opt.err"
+if [ "$(grep -c . "$d/opt.err")" = 2 ] && grep -q "option '--progress' needs a value" "$d/opt.err"
+then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL: one message for a missing value"; cat "$d/opt.err"; fi
 expect 0 "config set" -- "$bin" config --set train.steps=5
 expect_text "  steps: 5" "config set applied" -- "$bin" config --set train.steps=5
 expect 1 "config set bad key" -- "$bin" config --set train.nope=5
