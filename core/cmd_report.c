@@ -330,6 +330,14 @@ int cmd_report(int argc, char **argv)
         g_scan.run = r;
         nftw(g_scan.units_dir, visit, 16, FTW_PHYS);
         qsort(r->u, (size_t)r->n, sizeof *r->u, by_id);
+        if (r->n == 0) {
+            /* an empty page would replace a good one without a word */
+            sn_error("%s holds no finished unit (no units/*/metrics.csv); %s is left as "
+                     "it was",
+                     r->dir, out);
+            rc = 1;
+            break;
+        }
         for (int i = 0; i < r->n && !r->backbone[0]; i++)
             snprintf(r->backbone, sizeof r->backbone, "%s", r->u[i].backbone);
         units += r->n;

@@ -59,5 +59,11 @@ n=$(grep -c "(+\|(-" "$d/out.md")
 [ $? = 1 ] && grep -qF "$d/missing has no units folder" "$d/err" && [ ! -e "$d/out2.md" ] &&
     pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL: missing run folder"; cat "$d/err"; }
 
+mkdir -p "$d/empty/units"
+cp "$d/out.md" "$d/keep.md"
+"$bin" report "$d/a" "$d/empty" --out "$d/keep.md" >"$d/err" 2>&1
+[ $? = 1 ] && grep -qF "$d/empty holds no finished unit" "$d/err" && cmp -s "$d/out.md" "$d/keep.md" &&
+    pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL: run folder without units"; cat "$d/err"; }
+
 echo "report: $pass passed, $fail failed"
 [ "$fail" = 0 ]
