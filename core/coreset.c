@@ -399,6 +399,7 @@ static void greedy_loop(struct cs_state *st, long start, long T, long *selected)
     struct log_progress pr;
     log_progress_begin(&pr, "coreset", "points", T);
     selected[0] = start;
+    log_progress_step(&pr, 1); /* the start point counts, so the end reads T/T */
     int nth = greedy_threads(st);
     long post_i[2][64];
     double post_v[2][64];
