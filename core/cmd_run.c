@@ -315,6 +315,10 @@ static int run_main(const struct run_args *a, int rank)
             st = runstate_open(cfg.run.out_dir, text, a->resume || a->n_shards > 1);
         else
             st = runstate_check_config(cfg.run.out_dir, text);
+        char stored[4200];
+        snprintf(stored, sizeof stored, "%s/config.yaml", cfg.run.out_dir);
+        if (st == SN_OK && a->collect_only && !sn_file_exists(stored))
+            st = sn_error("--collect-only: %s holds no run (no config.yaml)", cfg.run.out_dir);
         sn_free(text);
     }
     st = agree(st);

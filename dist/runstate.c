@@ -114,12 +114,60 @@ static int config_same_experiment(const char *old, const char *cur, char *why, s
         snprintf(why, cap, "%s was '%.*s' and is now '%.*s'", key_a, (int)(ea - va), va,
                  (int)(eb - vb), vb);
     } else if (a && b) {
-        snprintf(why, cap, "it has '%s' where the run has '%s'", key_b, key_a);
+        snprintf(why, cap, "the current configuration has '%s' where the stored one has "
+                 "'%s'", key_b, key_a);
     } else {
-        snprintf(why, cap, "'%s' is only in the %s", a ? key_a : key_b,
-                 a ? "run's configuration" : "current configuration");
+        snprintf(why, cap, "'%s' is only in the %s configuration", a ? key_a : key_b,
+                 a ? "stored" : "current");
     }
     return 0;
+}
+
+static int is_temporary(const char *name);
+
+/* The first entry of dir (leaving out temporaries, and an empty units/) in
+ * name; 0 when there is none or dir does not exist. */
+static int first_entry(const char *dir, int units_too, char *name, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || is_temporary(e->d_name))
+            continue;
+        if (units_too && !strcmp(e->d_name, "units")) {
+            char sub[4096];
+            if (sn_path_join(sub, sizeof sub, dir, "units") != SN_OK) continue;
+            found = first_entry(sub, 0, name, cap);
+            if (found) {
+                char inner[512];
+                snprintf(inner, sizeof inner, "%s", name);
+                snprintf(name, cap, "units/%s", inner);
+            }
+            continue;
+        }
+        snprintf(name, cap, "%s", e->d_name);
+        found = 1;
+    }
+    closedir(d);
+    return found;
+}
+
+/* A folder without config.yaml is a run folder only while it is empty: one
+ * that holds units whose configuration was removed, or anything else, is
+ * not taken over. */
+static int check_unclaimed(const char *run_dir)
+{
+    char name[600];
+    if (sn_file_exists(run_dir) && !sn_dir_exists(run_dir))
+        return sn_error("run.out_dir %s is a file, not a folder", run_dir);
+    if (first_entry(run_dir, 1, name, sizeof name))
+        return sn_error("%s holds %s but no config.yaml, so it is not a run folder of "
+                        "snarm or its configuration was removed; set another "
+                        "run.out_dir (or put the run's config.yaml back)",
+                        run_dir, name);
+    return SN_OK;
 }
 
 int runstate_open(const char *run_dir, const char *config_text, int resume)
@@ -128,6 +176,7 @@ int runstate_open(const char *run_dir, const char *config_text, int resume)
     if (sn_path_join(path, sizeof path, run_dir, "config.yaml") != SN_OK ||
         sn_path_join(units, sizeof units, run_dir, "units") != SN_OK)
         return SN_EUSER;
+    if (!sn_file_exists(path) && check_unclaimed(run_dir) != SN_OK) return SN_EUSER;
     if (sn_mkdirs(units) != SN_OK) return SN_EUSER;
 
     /* an existing run is continued only on request and unchanged */
@@ -145,7 +194,7 @@ int runstate_check_config(const char *run_dir, const char *config_text)
 {
     char path[4096], why[2048];
     if (sn_path_join(path, sizeof path, run_dir, "config.yaml") != SN_OK) return SN_EUSER;
-    if (!sn_file_exists(path)) return SN_OK;
+    if (!sn_file_exists(path)) return check_unclaimed(run_dir);
     char *old = sn_read_file(path, NULL);
     if (!old) return SN_EUSER;
     int same = config_same_experiment(old, config_text, why, sizeof why);

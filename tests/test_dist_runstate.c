@@ -72,9 +72,26 @@ static void test_open(void)
                                             "sweep:\n  grid:\n    switches: [a=2]\n"),
                  "sweep.grid.switches was '[a=1]' and is now '[a=2]'");
     TU_CHECK_ERR(runstate_check_config(run, "run:\n  seed: 0\nbank:\n  knn_k: 3\n"),
-                 "'sweep' is only in the run's configuration");
+                 "'sweep' is only in the stored configuration");
     TU_CHECK_ERR(runstate_check_config(run, "run:\n  seed: 0\n  name: x\nbank:\n"),
-                 "it has 'run.name' where the run has 'bank'");
+                 "the current configuration has 'run.name' where the stored one has 'bank'");
+    /* a folder holding units but no config.yaml is not taken over, nor is a
+     * folder of other files; an empty one is */
+    char other[4200], path2[4300];
+    snprintf(other, sizeof other, "%s-other", run);
+    snprintf(path2, sizeof path2, "%s/units/x", other);
+    TU_CHECK(sn_mkdirs(path2) == SN_OK);
+    TU_CHECK_ERR(runstate_open(other, cfg0, 1), "holds units/x but no config.yaml");
+    TU_CHECK_ERR(runstate_check_config(other, cfg0), "holds units/x but no config.yaml");
+    TU_CHECK(rmdir(path2) == 0);
+    snprintf(path2, sizeof path2, "%s/notes.txt", other);
+    TU_CHECK(sn_write_file_atomic(path2, "x", 1) == SN_OK);
+    TU_CHECK_ERR(runstate_open(other, cfg0, 0), "holds notes.txt but no config.yaml");
+    TU_CHECK(unlink(path2) == 0);
+    TU_CHECK(runstate_open(other, cfg0, 0) == SN_OK);
+    TU_CHECK(sn_write_file_atomic(path2, "x", 1) == SN_OK);
+    TU_CHECK_ERR(runstate_check_config(path2, cfg0), "is a file, not a folder");
+
     /* the folder's file is left as it was */
     char path[4200];
     snprintf(path, sizeof path, "%s/config.yaml", run);
