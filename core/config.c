@@ -690,6 +690,24 @@ static const char *key_where(const struct sn_config *c, const char *dotted, char
     return buf;
 }
 
+/* The first item a list repeats, or -1: a sweep over a repeated seed,
+ * method or setting would run the same unit twice and count it twice. */
+static int str_repeat(const struct cfg_strlist *l)
+{
+    for (int i = 1; i < l->n; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(l->v[i], l->v[j])) return i;
+    return -1;
+}
+
+static int int_repeat(const struct cfg_intlist *l)
+{
+    for (int i = 1; i < l->n; i++)
+        for (int j = 0; j < i; j++)
+            if (l->v[i] == l->v[j]) return i;
+    return -1;
+}
+
 int config_validate(const struct sn_config *c)
 {
     char w[CFG_STR + 32];
@@ -720,6 +738,22 @@ int config_validate(const struct sn_config *c)
     if (c->sweep.methods.n == 0)
         return sn_error("%s: sweep.methods is empty", AT("sweep.methods"));
     if (c->sweep.seeds.n == 0) return sn_error("%s: sweep.seeds is empty", AT("sweep.seeds"));
+    const struct {
+        const char *key;
+        const struct cfg_strlist *l;
+    } lists[] = {{"sweep.settings", &c->sweep.settings},
+                 {"sweep.methods", &c->sweep.methods},
+                 {"data.roots", &c->data.roots}};
+    for (size_t i = 0; i < SN_ARRAY_LEN(lists); i++) {
+        int r = str_repeat(lists[i].l);
+        if (r >= 0)
+            return sn_error("%s: %s lists '%s' twice", AT(lists[i].key), lists[i].key,
+                            lists[i].l->v[r]);
+    }
+    int r = int_repeat(&c->sweep.seeds);
+    if (r >= 0)
+        return sn_error("%s: sweep.seeds lists %d twice", AT("sweep.seeds"),
+                        c->sweep.seeds.v[r]);
 #undef AT
     return SN_OK;
 }

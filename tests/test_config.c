@@ -86,6 +86,8 @@ static void test_bad_inputs(void)
         {"sweep:\n  settings: [single, zero]\n", "unknown value 'zero'"},
         {"data:\n  crop: 500\n", "data.crop (500) is larger than data.resize (448)"},
         {"run:\n  name: ~\n", "exp.yaml:2: run.name is null"},
+        {"sweep:\n  seeds: [0, 1, 0]\n", "exp.yaml:2: sweep.seeds lists 0 twice"},
+        {"sweep:\n  methods: [snarm, patchcore, snarm]\n", "sweep.methods lists 'snarm' twice"},
         {"run:\n  out_dir: \"\"\n", "exp.yaml:2: run.out_dir is empty"},
         {"run:\n  seed: 1\n---\nrun:\n  seed: 2\n", "exp.yaml:4: a second YAML document"},
         {"bank:\n  coreset: 2\n  knn_k: 3\n",
