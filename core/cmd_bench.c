@@ -12,16 +12,18 @@ struct bench_entry {
     const char *name;
     const char *summary;
     int (*run)(int argc, char **argv);
+    int options; /* whether it parses options of its own beyond --help */
 };
 
 static const struct bench_entry benches[] = {
-    {"sgemm", "this machine's single-precision GEMM rate", bench_sgemm},
-    {"knn", "top-3 kNN of one image vs the bare GEMM, faiss and torch", bench_knn},
-    {"coreset", "greedy k-centre coreset vs PatchCore's loop and torch", bench_coreset},
-    {"metrics", "all four metrics on 83 maps of 392 x 392", bench_metrics},
-    {"vit", "ViT-B/14-reg at 392 x 392, blocks 0-8, against PyTorch", bench_vit},
-    {"layers", "the decoder head's dilated conv3x3, against PyTorch", bench_layers},
-    {"train", "one decoder training step at the defaults, against PyTorch", bench_train},
+    {"sgemm", "this machine's single-precision GEMM rate", bench_sgemm, 0},
+    {"knn", "top-3 kNN of one image vs the bare GEMM, faiss and torch", bench_knn, 1},
+    {"coreset", "greedy k-centre coreset vs PatchCore's loop and torch", bench_coreset, 1},
+    {"metrics", "all four metrics on 83 maps of 392 x 392", bench_metrics, 0},
+    {"vit", "ViT-B/14-reg at 392 x 392, blocks 0-8, against PyTorch", bench_vit, 1},
+    {"layers", "the decoder head's dilated conv3x3, against PyTorch", bench_layers, 1},
+    {"train", "one decoder training step at the defaults, against PyTorch", bench_train,
+     1},
 };
 
 double bench_median(double *v, int n)
@@ -116,7 +118,20 @@ int cmd_bench(int argc, char **argv)
         usage(stdout);
         return CLI_OK;
     }
-    for (size_t i = 0; i < SN_ARRAY_LEN(benches); i++)
-        if (!strcmp(benches[i].name, argv[1])) return benches[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < SN_ARRAY_LEN(benches); i++) {
+        const struct bench_entry *b = &benches[i];
+        if (strcmp(b->name, argv[1])) continue;
+        if (!b->options && argc > 2) {
+            if (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")) {
+                printf("usage: snarm bench %s\n\nTimes %s; takes no options.\n",
+                       b->name, b->summary);
+                return CLI_OK;
+            }
+            char cmd[64];
+            snprintf(cmd, sizeof cmd, "bench %s", b->name);
+            return cli_usage(cmd, "takes no options or arguments, got '%s'", argv[2]);
+        }
+        return b->run(argc - 1, argv + 1);
+    }
     return cli_usage("bench", "unknown benchmark '%s'", argv[1]);
 }

@@ -57,6 +57,8 @@ int bench_layers(int argc, char **argv)
                "against PyTorch.\n");
         return CLI_OK;
     }
+    if (argc > 1)
+        return cli_usage("bench layers", "takes no options or arguments, got '%s'", argv[1]);
     rng_seed(&rng, 1, 0);
 
     /* Ours, dilation by dilation, then the peer on the same machine. */
