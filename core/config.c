@@ -495,6 +495,46 @@ static int config_grid_value_text(yaml_document_t *doc, yaml_node_t *n, char *ou
     return 0;
 }
 
+/* Whether a "switches" value sets key. */
+static int switches_set(const char *text, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = text; *p;) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        if (!strncmp(p, key, n)) {
+            const char *q = p + n;
+            while (*q == ' ')
+                q++;
+            if (*q == '=') return 1;
+        }
+        const char *next = strchr(p, ';');
+        if (!next) break;
+        p = next;
+    }
+    return 0;
+}
+
+/* A key that is an axis of its own and also set by switches, or an axis
+ * given twice: a grid point's label would then say one value while the unit
+ * runs with another. */
+static int grid_conflicts(const struct sn_config *c, const char *where)
+{
+    const struct cfg_axis *ax = c->sweep.axes;
+    for (int a = 0; a < c->sweep.n_axes; a++) {
+        if (strcmp(ax[a].key, "switches")) continue;
+        for (int b = 0; b < c->sweep.n_axes; b++) {
+            if (!strcmp(ax[b].key, "switches")) continue;
+            for (int i = 0; i < ax[a].values.n; i++)
+                if (switches_set(ax[a].values.v[i], ax[b].key))
+                    return sn_error("%s: sweep.grid sets %s both as an axis and in "
+                                    "switches ('%s'); give it one way",
+                                    where, ax[b].key, ax[a].values.v[i]);
+        }
+    }
+    return SN_OK;
+}
+
 /* sweep.grid: a mapping from "section.key" to a list of values. */
 static int load_grid(struct yctx *y, yaml_node_t *g)
 {
@@ -537,7 +577,7 @@ static int load_grid(struct yctx *y, yaml_node_t *g)
             if (rc) return rc;
         }
     }
-    return SN_OK;
+    return grid_conflicts(y->c, where_at(y, g, where, sizeof where));
 }
 
 /* Whether the key of pair p already appeared earlier in mapping m: YAML
@@ -818,6 +858,16 @@ static int in_list(const char *sections, const char *sec)
     return 0;
 }
 
+/* A grid value inside a flow list: a flat list "[a, b]" as it is, anything
+ * else as a scalar, quoted unless it is a plain safe word, so that the
+ * printed configuration reads back as the same grid. */
+static void print_grid_value(FILE *out, const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '[' && v[n - 1] == ']' && !strpbrk(v, "#\"'{}:;=")) fputs(v, out);
+    else print_str(out, v);
+}
+
 static void print_sections(const struct sn_config *c, FILE *out, const char *sections,
                            int with_grid)
 {
@@ -837,8 +887,10 @@ static void print_sections(const struct sn_config *c, FILE *out, const char *sec
     fprintf(out, "  grid:\n");
     for (int a = 0; a < c->sweep.n_axes; a++) {
         fprintf(out, "    %s: [", c->sweep.axes[a].key);
-        for (int i = 0; i < c->sweep.axes[a].values.n; i++)
-            fprintf(out, "%s%s", i ? ", " : "", c->sweep.axes[a].values.v[i]);
+        for (int i = 0; i < c->sweep.axes[a].values.n; i++) {
+            fputs(i ? ", " : "", out);
+            print_grid_value(out, c->sweep.axes[a].values.v[i]);
+        }
         fprintf(out, "]\n");
     }
 }

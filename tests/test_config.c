@@ -86,6 +86,9 @@ static void test_bad_inputs(void)
         {"sweep:\n  settings: [single, zero]\n", "unknown value 'zero'"},
         {"data:\n  crop: 500\n", "data.crop (500) is larger than data.resize (448)"},
         {"run:\n  name: ~\n", "exp.yaml:2: run.name is null"},
+        {"sweep:\n  grid:\n    bank.knn_k: [1, 3]\n    switches: [\"train.jitter=0; "
+         "bank.knn_k=2\"]\n",
+         "exp.yaml:3: sweep.grid sets bank.knn_k both as an axis and in switches"},
         {"sweep:\n  seeds: [0, 1, 0]\n", "exp.yaml:2: sweep.seeds lists 0 twice"},
         {"sweep:\n  methods: [snarm, patchcore, snarm]\n", "sweep.methods lists 'snarm' twice"},
         {"run:\n  out_dir: \"\"\n", "exp.yaml:2: run.out_dir is empty"},
@@ -100,6 +103,28 @@ static void test_bad_inputs(void)
     };
     for (size_t i = 0; i < SN_ARRAY_LEN(cases); i++)
         TU_CHECK_ERR(load(cases[i][0]), cases[i][1]);
+}
+
+/* A grid whose values hold commas, brackets, colons and '#' is printed so
+ * that it reads back as the same grid. */
+static void test_grid_roundtrip(void)
+{
+    TU_CHECK(load("sweep:\n  grid:\n    backbone.layers: [[1, 2], [3, 4]]\n"
+                  "    switches: [\"backbone.weights=a, b # c: d.safetensors; "
+                  "data.classes=[x, y]\", \"bank.knn_k=3\"]\n") == SN_OK);
+    char *text = config_to_string(&cfg);
+    TU_CHECK(strstr(text, "    backbone.layers: [[1, 2], [3, 4]]\n") != NULL);
+    struct sn_config *again = sn_malloc(sizeof *again);
+    config_defaults(again);
+    TU_CHECK(config_load_string(again, text, "printed.yaml") == SN_OK);
+    TU_CHECK(again->sweep.n_axes == 2 && again->sweep.axes[1].values.n == 2);
+    TU_CHECK(!strcmp(again->sweep.axes[1].values.v[0],
+                     "backbone.weights=a, b # c: d.safetensors; data.classes=[x, y]"));
+    char *text2 = config_to_string(again);
+    TU_CHECK(!strcmp(strchr(text, '\n'), strchr(text2, '\n')));
+    sn_free(text);
+    sn_free(text2);
+    sn_free(again);
 }
 
 static void test_print_roundtrip(void)
@@ -135,6 +160,7 @@ int main(void)
     test_overrides();
     test_grid();
     test_bad_inputs();
+    test_grid_roundtrip();
     test_print_roundtrip();
     test_file_errors();
     return tu_finish("test_config");
