@@ -25,7 +25,12 @@ int cli_apply_sets(struct sn_config *cfg, int n, char **sets)
         char *eq = strchr(buf, '=');
         if (!eq) return sn_error("--set expects section.key=value, got '%s'", sets[i]);
         *eq = 0;
-        if (config_set(cfg, buf, eq + 1)) return SN_EUSER;
+        const char *v = eq + 1;
+        if (!strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL"))
+            return sn_error("--set %s: '%s' is null; give a value, or leave the key out for "
+                            "its default",
+                            buf, v);
+        if (config_set(cfg, buf, v)) return SN_EUSER;
     }
     return config_validate(cfg);
 }
