@@ -37,7 +37,8 @@ static void run_usage(FILE *out)
     fprintf(
         out,
         "usage: snarm run FILE.yaml [--resume] [--shard I/N] [--dry-run]\n"
-        "                 [--collect-only] [--set section.key=value]... [--log L]\n\n"
+        "                 [--collect-only] [--set section.key=value]... [--progress S]\n"
+        "                 [--log L]\n\n"
         "Expand the experiment into units (dataset x setting x class or fold x\n"
         "method x seed x grid point) and run each: bank, training, prediction,\n"
         "metrics. Start it under mpirun or srun for many ranks: rank 0 hands out\n"
@@ -299,7 +300,6 @@ static int run_main(const struct run_args *a, int rank)
     /* the backbone's weights matter only when units really run */
     int real = !a->mock && !a->dry_run && !a->collect_only;
     if (st == SN_OK && real) st = agree(rank == 0 ? weights_notice(&cfg) : SN_OK);
-    if (st == SN_OK && rank == 0) config_print(&cfg, stdout);
     fflush(stdout);
 
     /* the datasets and the units, checked before anything is written */
@@ -322,6 +322,9 @@ static int run_main(const struct run_args *a, int rank)
         sn_free(text);
     }
     st = agree(st);
+    /* the resolved experiment, once it is accepted */
+    if (st == SN_OK && rank == 0) config_print(&cfg, stdout);
+    fflush(stdout);
 
     if (st == SN_OK && !a->collect_only) st = run_units(a, &cfg, &s, rank);
     int tables = !a->dry_run && (a->collect_only || a->n_shards == 1);
