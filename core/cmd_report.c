@@ -313,6 +313,10 @@ int cmd_report(int argc, char **argv)
     if (nruns < 1) return cli_usage("report", "expects at least one RUN_DIR");
     if (nruns > REPORT_MAX_RUNS) return cli_usage("report", "at most 16 RUN_DIRs");
     if (!out) return cli_usage("report", "--out FILE.md is required");
+    for (int i = 1; i < nruns; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(argv[optind + i], argv[optind + j]))
+                return cli_usage("report", "RUN_DIR %s is given twice", argv[optind + i]);
 
     struct report_run runs[REPORT_MAX_RUNS];
     memset(runs, 0, sizeof runs);

@@ -59,6 +59,10 @@ n=$(grep -c "(+\|(-" "$d/out.md")
 [ $? = 1 ] && grep -qF "$d/missing has no units folder" "$d/err" && [ ! -e "$d/out2.md" ] &&
     pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL: missing run folder"; cat "$d/err"; }
 
+"$bin" report "$d/a" "$d/a" --out "$d/twice.md" >"$d/err" 2>&1
+[ $? = 2 ] && grep -qF "is given twice" "$d/err" && [ ! -e "$d/twice.md" ] &&
+    pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL: the same run twice"; cat "$d/err"; }
+
 mkdir -p "$d/empty/units"
 cp "$d/out.md" "$d/keep.md"
 "$bin" report "$d/a" "$d/empty" --out "$d/keep.md" >"$d/err" 2>&1
