@@ -108,6 +108,10 @@ int cmd_datasets(int argc, char **argv)
             return cli_bad_option("datasets", argv);
     }
     if (argc - optind != 1) return cli_usage("datasets", "expects one dataset ROOT");
+    if (strcmp(format, "auto") && strcmp(format, "mvtec") && strcmp(format, "mvtec3d") &&
+        strcmp(format, "visa"))
+        return cli_usage("datasets", "--format expects auto, mvtec, mvtec3d or visa, got '%s'",
+                         format);
 
     struct ds_dataset ds;
     st = verify ? dataset_open_decoded(argv[optind], format, &ds)

@@ -59,6 +59,7 @@ expect 0 "config set" -- "$bin" config --set train.steps=5
 expect_text "  steps: 5" "config set applied" -- "$bin" config --set train.steps=5
 expect 1 "config set bad key" -- "$bin" config --set train.nope=5
 expect_text "--set run.name: '~' is null" "config set null" -- "$bin" config --set run.name=~
+expect 2 "datasets: an unknown layout" -- "$bin" datasets "$d" --format foo
 expect 2 "a benchmark without options refuses one" -- "$bin" bench sgemm --frob
 expect_text "usage: snarm bench metrics" "help of a benchmark without options" -- \
     "$bin" bench metrics --help
