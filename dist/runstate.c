@@ -125,8 +125,10 @@ static int config_same_experiment(const char *old, const char *cur, char *why, s
 
 static int is_temporary(const char *name);
 
-/* The first entry of dir (leaving out temporaries, and an empty units/) in
- * name; 0 when there is none or dir does not exist. */
+/* The first entry of dir (leaving out temporaries, an empty units/ and, at
+ * the top, cache/: feature stores are self-describing and checked when
+ * read, so a cache may be seeded by hand) in name; 0 when there is none or
+ * dir does not exist. */
 static int first_entry(const char *dir, int units_too, char *name, size_t cap)
 {
     DIR *d = opendir(dir);
@@ -136,6 +138,7 @@ static int first_entry(const char *dir, int units_too, char *name, size_t cap)
     while (!found && (e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || is_temporary(e->d_name))
             continue;
+        if (units_too && !strcmp(e->d_name, "cache")) continue;
         if (units_too && !strcmp(e->d_name, "units")) {
             char sub[4096];
             if (sn_path_join(sub, sizeof sub, dir, "units") != SN_OK) continue;

@@ -88,6 +88,9 @@ static void test_open(void)
     TU_CHECK(sn_write_file_atomic(path2, "x", 1) == SN_OK);
     TU_CHECK_ERR(runstate_open(other, cfg0, 0), "holds notes.txt but no config.yaml");
     TU_CHECK(unlink(path2) == 0);
+    char cache[4300]; /* a cache seeded by hand does not count */
+    snprintf(cache, sizeof cache, "%s/cache/bb", other);
+    TU_CHECK(sn_mkdirs(cache) == SN_OK);
     TU_CHECK(runstate_open(other, cfg0, 0) == SN_OK);
     TU_CHECK(sn_write_file_atomic(path2, "x", 1) == SN_OK);
     TU_CHECK_ERR(runstate_check_config(path2, cfg0), "is a file, not a folder");
