@@ -21,7 +21,8 @@ static const struct bench_entry benches[] = {
     {"coreset", "greedy k-centre coreset vs PatchCore's loop and torch", bench_coreset, 1},
     {"metrics", "all four metrics on 83 maps of 392 x 392", bench_metrics, 0},
     {"vit", "ViT-B/14-reg at 392 x 392, blocks 0-8, against PyTorch", bench_vit, 1},
-    {"layers", "the decoder head's dilated conv3x3, against PyTorch", bench_layers, 1},
+    {"layers", "the decoder head's dilated conv3x3, forward and backward, against PyTorch",
+     bench_layers, 0},
     {"train", "one decoder training step at the defaults, against PyTorch", bench_train,
      1},
 };

@@ -26,7 +26,7 @@ int cli_apply_sets(struct sn_config *cfg, int n, char **sets)
         if (!eq) return sn_error("--set expects section.key=value, got '%s'", sets[i]);
         *eq = 0;
         const char *v = eq + 1;
-        if (!strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL"))
+        if (config_is_null(v))
             return sn_error("--set %s: '%s' is null; give a value, or leave the key out for "
                             "its default",
                             buf, v);

@@ -380,6 +380,12 @@ static int set_text(struct sn_config *c, const struct key_desc *k, const char *v
     return set_scalar(c, k, value, where);
 }
 
+int config_is_null(const char *text)
+{
+    return !strcmp(text, "~") || !strcmp(text, "null") || !strcmp(text, "Null") ||
+           !strcmp(text, "NULL");
+}
+
 int config_set(struct sn_config *c, const char *key, const char *value)
 {
     const struct key_desc *k;
@@ -419,9 +425,7 @@ static int load_key(struct yctx *y, const struct key_desc *k, yaml_node_t *v)
     where_at(y, v, where, sizeof where);
     if (v->type == YAML_SCALAR_NODE) {
         const char *s = (const char *)v->data.scalar.value;
-        if (v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-            (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-             !strcmp(s, "NULL")))
+        if (v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && config_is_null(s))
             return sn_error("%s: %s.%s is null; give a value, or leave the key out for "
                             "its default",
                             where, k->section, k->name);
@@ -515,9 +519,8 @@ static int switches_set(const char *text, const char *key)
     return 0;
 }
 
-/* A key that is an axis of its own and also set by switches, or an axis
- * given twice: a grid point's label would then say one value while the unit
- * runs with another. */
+/* A key that is an axis of its own and also set by switches: a grid point's
+ * label would then say one value while the unit runs with another. */
 static int grid_conflicts(const struct sn_config *c, const char *where)
 {
     const struct cfg_axis *ax = c->sweep.axes;

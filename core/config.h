@@ -155,6 +155,9 @@ int config_read(struct sn_config *c, const char *path);
 int config_load_string(struct sn_config *c, const char *text, const char *path);
 /* Set "section.key" from a YAML scalar or flow list ("[1, 2]"). */
 int config_set(struct sn_config *c, const char *key, const char *value);
+/* Whether text is one of YAML's words for null (~, null, Null, NULL): no
+ * value, which the configuration refuses rather than reading as a string. */
+int config_is_null(const char *text);
 /* Range and consistency checks across keys. */
 int config_validate(const struct sn_config *c);
 /* Write the resolved configuration as YAML (without the grid if no_grid). */

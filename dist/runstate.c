@@ -585,9 +585,9 @@ void runstate_keep_seconds(const char *run_dir, const struct sweep *s,
             *p = '\0';
         }
         if (n != 10 || line[0] == '#' || strcmp(field[7], "done")) continue;
-        char *last = field[9] - 1, *end;
-        double sec = strtod(last + 1, &end);
-        if (end == last + 1 || *end || !(sec >= 0)) continue;
+        char *end;
+        double sec = strtod(field[9], &end);
+        if (end == field[9] || *end || !(sec >= 0)) continue;
         for (int i = 0; i < s->n_units; i++)
             if (st[i].state == UNIT_DONE && st[i].seconds < 0 &&
                 !strcmp(s->units[i].id, line)) {
